@@ -1,0 +1,49 @@
+# Entry points. Variables: DATA (train/test folder, zip or file; default data/, else the bundled sample),
+# RUN (models/$(RUN)), FOLDS, EPOCHS, RECIPE (default|seed), SRC (for `make data`), ARGS (extra CLI flags).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+RUN    ?= default
+OUT    ?= submissions/submission.csv
+
+data_flag = $(if $(DATA),--data $(DATA))
+cv_flags  = $(data_flag) --out models/$(RUN) $(if $(FOLDS),--folds $(FOLDS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
+            $(if $(RECIPE),--recipe $(RECIPE))
+
+.PHONY: install cv submit tune demo data test bench lint clean
+
+# A virtual environment made on first use; re-made when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+cv: $(VENV)/.installed
+	$(PY) -m competition cv $(cv_flags) $(ARGS)
+
+# `make submit` trains first when the run has no report yet.
+models/$(RUN)/cv_report.json: | $(VENV)/.installed
+	$(PY) -m competition cv $(cv_flags) $(ARGS)
+
+submit: models/$(RUN)/cv_report.json
+	$(PY) -m competition submit --models models/$(RUN) $(data_flag) --out $(OUT)
+
+data: $(VENV)/.installed
+	$(PY) -m competition data $(if $(SRC),--src $(SRC))
+
+test: $(VENV)/.installed-test
+	$(PY) -m ruff check competition tests
+	$(PY) -m pytest -q $(ARGS)
+
+bench: $(VENV)/.installed
+	$(PY) -m competition.bench --data $(or $(DATA),../shared/data/digit-recognizer) --out bench
+
+clean:
+	rm -rf models bench submissions/*.csv

@@ -1,0 +1,88 @@
+"""Training-time augmentation (albumentations) and the batch loader that runs it off the training thread."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .config import TrainConfig
+
+
+def build_transforms(config: TrainConfig) -> list[A.BasicTransform]:
+    """Small geometric changes a writer's hand makes; never flips (a flipped 2 is not a 2).
+
+    Applied one by one rather than through A.Compose: Compose's per-call checks cost as much as the
+    warp itself on a 28x28 image (130 vs 75 us), and this runs 2,000 times a second.
+    """
+    steps: list[A.BasicTransform] = [
+        A.Affine(rotate=(-config.rotate, config.rotate),
+                 translate_percent=(-config.shift, config.shift),
+                 scale=(1 - config.scale, 1 + config.scale),
+                 shear=(-config.shear, config.shear), border_mode=cv2.BORDER_CONSTANT, fill=0, p=1.0),
+    ]
+    if config.elastic > 0:
+        steps.append(A.ElasticTransform(alpha=34, sigma=4, border_mode=cv2.BORDER_CONSTANT, fill=0, p=config.elastic))
+    return steps
+
+
+class EpochBatches(Sampler[tuple[int, np.ndarray]]):
+    """Yields (augmentation seed, row indices) per batch; a new shuffle each time it is iterated.
+
+    Seeding each batch from (seed, epoch, batch) makes augmentation reproducible whatever the
+    number of worker processes.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 0
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        order = rng.permutation(self.n)
+        for start in range(0, self.n, self.batch_size):
+            yield int(rng.integers(2**31)), order[start:start + self.batch_size]
+
+
+class AugmentedBatches(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """dataset[(seed, indices)] -> (uint8 images (B, 28, 28), int64 labels (B,)), augmented."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, config: TrainConfig) -> None:
+        self.images, self.labels = images, labels
+        self.transforms = build_transforms(config)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, item: tuple[int, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        seed, index = item
+        for i, transform in enumerate(self.transforms):
+            transform.set_random_seed(seed + i)
+        batch = self.images[index].copy()
+        for transform in self.transforms:
+            for j in range(len(batch)):
+                batch[j] = transform(image=batch[j])["image"]
+        return torch.from_numpy(batch), torch.from_numpy(self.labels[index])
+
+
+def _quiet_worker(_: int) -> None:
+    # The worker only warps 28x28 images: one thread, so it does not fight the training threads.
+    torch.set_num_threads(1)
+    cv2.setNumThreads(0)
+
+
+def make_loader(images: np.ndarray, labels: np.ndarray, config: TrainConfig, *, pin_memory: bool = False) -> DataLoader:
+    sampler = EpochBatches(len(images), config.batch_size, config.seed)
+    return DataLoader(
+        AugmentedBatches(images, labels, config), sampler=sampler, batch_size=None,
+        num_workers=config.workers, persistent_workers=config.workers > 0,
+        prefetch_factor=8 if config.workers > 0 else None,
+        worker_init_fn=_quiet_worker if config.workers > 0 else None, pin_memory=pin_memory,
+    )

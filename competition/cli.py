@@ -1,0 +1,192 @@
+"""`python -m competition <command>`: parse, validate, call the typed functions. User errors are one line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import RECIPES, TUNED_FILE, TrainConfig, load_tuned
+from .errors import UserError
+
+# cv flags that map one-to-one onto TrainConfig fields (flag --batch-size -> field batch_size)
+CONFIG_FLAGS = {"folds": int, "epochs": int, "patience": int, "lr": float, "dropout": float, "batch_size": int,
+                "seed": int, "time_budget": float, "workers": int, "elastic": float, "schedule": str}
+
+
+def _data_path(value: Path | None) -> Path:
+    from .data import default_data_dir
+
+    if value is not None:
+        return value
+    path = default_data_dir()
+    print(f"data: {path}/" + (" (the bundled sample; `make data` fetches the full files)" if path.name == "sample" else ""))
+    return path
+
+
+def _models_path(value: Path | None) -> Path:
+    from .checkpoint import latest_run
+
+    if value is not None:
+        return value
+    run = latest_run()
+    print(f"models: {run} (latest run)")
+    return run
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """Recipe, then tuned parameters (default recipe only, unless --no-tuned), then explicit flags."""
+    config = RECIPES[args.recipe]
+    if args.recipe == "default" and not args.no_tuned:
+        tuned = load_tuned(TUNED_FILE)
+        if tuned:
+            print(f"cv: using tuned parameters from {TUNED_FILE}: {tuned} (--no-tuned ignores them)")
+            config = config.replace(**tuned)
+    explicit = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
+    if args.no_bf16:
+        explicit["bf16"] = False
+    return config.replace(**explicit).validate()
+
+
+def cmd_cv(args: argparse.Namespace) -> int:
+    from .cv import run_cv
+    from .data import read_train
+
+    config = train_config(args)
+    data = read_train(_data_path(args.data))
+    if args.limit:
+        data = type(data)(images=data.images[:args.limit], labels=data.labels[:args.limit],  # type: ignore[index]
+                          source=f"{data.source}[:{args.limit}]")
+    run_cv(data=data, out=args.out, config=config, force=args.force, only=args.fold)
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from .submit import write_submission
+
+    write_submission(models=_models_path(args.models), data=_data_path(args.data), out=args.out)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .submit import evaluate
+
+    result = evaluate(models=_models_path(args.models), data=_data_path(args.data))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"accuracy {result['accuracy']:.4f} on {result['n']:,} images ({result['models']} model(s))")
+        for row in result["per_model"]:
+            print(f"  {row['checkpoint']}: {row['accuracy']:.4f}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .ensemble import Ensemble
+    from .preprocess import open_image
+    from .recognize import recognize
+
+    ensemble = Ensemble.load(_models_path(args.models))
+    failed = 0
+    for path in args.images:
+        try:
+            reading = recognize(open_image(path), ensemble)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        line = {"file": str(path), **reading.to_json()}
+        print(json.dumps(line) if args.json else f"{path}: {reading.number or 'no digit found'}"
+              + ("" if not reading.digits or not line["unsure"] else " (unsure)"), flush=True)
+    if failed:
+        print(f"error: {failed} of {len(args.images)} file(s) could not be read", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .app import serve
+
+    serve(models=_models_path(args.models), host=args.host, port=args.port, share=args.share)
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from .fetch import fetch_data
+
+    fetch_data(src=args.src)
+    return 0
+
+
+def _positive(kind: type) -> object:
+    def parse(text: str) -> object:
+        value = kind(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m competition", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    cv = sub.add_parser("cv", help="K-fold cross-validation of the CNN; one checkpoint per fold")
+    cv.add_argument("--data", type=Path, help="train.csv / .csv.gz / Kaggle zip / folder (default: data/, else the sample)")
+    cv.add_argument("--out", type=Path, default=Path("models/default"), help="run folder (default: models/default)")
+    cv.add_argument("--recipe", choices=sorted(RECIPES), default="default",
+                    help="default: the tuned-for-CPU run; seed: the original notebook's settings")
+    for name, kind in CONFIG_FLAGS.items():
+        field = TrainConfig.__dataclass_fields__[name]
+        cv.add_argument(f"--{name.replace('_', '-')}", type=_positive(kind) if kind is not str else str,
+                        help=f"(default {field.default})")
+    cv.add_argument("--no-bf16", action="store_true", help="train in float32 (slower on CPU)")
+    cv.add_argument("--no-tuned", action="store_true", help=f"ignore {TUNED_FILE}")
+    cv.add_argument("--limit", type=_positive(int), help="use only the first N rows (quick trials)")
+    cv.add_argument("--fold", type=_positive(int), help="train only this fold (1..K), e.g. one per machine")
+    cv.add_argument("--force", action="store_true", help="retrain folds that are already in --out")
+    cv.set_defaults(run=cmd_cv)
+
+    submit = sub.add_parser("submit", help="ensemble the fold models over test.csv -> submission.csv")
+    submit.add_argument("--models", type=Path, help="run folder or checkpoint file (default: latest run in models/)")
+    submit.add_argument("--data", type=Path, help="test.csv / .csv.gz / Kaggle zip / folder (default: data/, else the sample)")
+    submit.add_argument("--out", type=Path, default=Path("submissions/submission.csv"))
+    submit.set_defaults(run=cmd_submit)
+
+    evaluate = sub.add_parser("evaluate", help="accuracy of the ensemble and each model on a labelled file")
+    evaluate.add_argument("--models", type=Path, help="run folder or checkpoint file (default: latest run)")
+    evaluate.add_argument("--data", type=Path, help="a labelled train-format file or folder")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.set_defaults(run=cmd_evaluate)
+
+    predict = sub.add_parser("predict", help="read the digits in image files (canvases, scans, photos)")
+    predict.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
+    predict.add_argument("--models", type=Path, help="run folder or checkpoint file (default: latest run)")
+    predict.add_argument("--json", action="store_true", help="one JSON object per image")
+    predict.set_defaults(run=cmd_predict)
+
+    demo = sub.add_parser("demo", help="the draw-a-digit page (Gradio)")
+    demo.add_argument("--models", type=Path, help="run folder or checkpoint file (default: latest run)")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=7860)
+    demo.add_argument("--share", action="store_true", help="ask Gradio for a public link (needs internet)")
+    demo.set_defaults(run=cmd_demo)
+
+    data = sub.add_parser("data", help="fill data/ from SRC, else the Kaggle API")
+    data.add_argument("--src", type=Path, help="Kaggle zip, folder or file pair you already have")
+    data.set_defaults(run=cmd_data)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished folds and trials are saved; run the same command again to continue",
+              file=sys.stderr)
+        return 130

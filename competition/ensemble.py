@@ -1,0 +1,42 @@
+"""Average the fold models' softmax: the ensemble behind submit, evaluate, predict and the demo."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import Checkpoint, find_checkpoints, load_checkpoint
+from .infer import pick_device, predict_proba
+
+
+@dataclass
+class Ensemble:
+    members: list[Checkpoint]
+    source: Path  # the run folder or checkpoint file it was loaded from
+
+    @classmethod
+    def load(cls, models: str | Path) -> Ensemble:
+        device = pick_device()
+        members = [load_checkpoint(p) for p in find_checkpoints(models)]
+        for member in members:
+            member.model.to(device)
+        return cls(members=members, source=Path(models))
+
+    def member_probs(self, images: np.ndarray) -> np.ndarray:
+        """(models, N, 10) softmax of each member for uint8 images (N, 28, 28)."""
+        return np.stack([predict_proba(m.model, images, m.normalize, bf16=m.config.bf16) for m in self.members])
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """(N, 10) mean of the members' softmax."""
+        return self.member_probs(images).mean(0)
+
+    def cv_score(self) -> float | None:
+        """OOF accuracy from the run's cv_report.json, else the mean of the members' fold accuracy."""
+        report = self.source / "cv_report.json"
+        if report.is_file():
+            return float(json.loads(report.read_text())["oof_accuracy"])
+        accs = [m.metrics["val_acc"] for m in self.members if "val_acc" in m.metrics]
+        return float(np.mean(accs)) if accs else None

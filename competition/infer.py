@@ -1,0 +1,42 @@
+"""Batched inference on uint8 images, and the per-batch normalisation shared with training."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def to_input(images: torch.Tensor, normalize: dict[str, float], device: torch.device) -> torch.Tensor:
+    """uint8 (N, 28, 28) or (N, 1, 28, 28) -> normalised float (N, 1, 28, 28), channels_last, on device."""
+    x = images.to(device, non_blocking=True)
+    if x.dim() == 3:
+        x = x.unsqueeze(1)
+    x = (x.float() / 255.0 - normalize["mean"]) / normalize["std"]
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, images: np.ndarray, normalize: dict[str, float], *,
+                  device: torch.device | None = None, bf16: bool = True, batch_size: int = 1024) -> np.ndarray:
+    """Softmax probabilities (N, 10) float32 for uint8 images (N, 28, 28)."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    out = np.empty((len(images), 10), dtype=np.float32)
+    source = torch.from_numpy(np.ascontiguousarray(images))
+    for start in range(0, len(images), batch_size):
+        x = to_input(source[start:start + batch_size], normalize, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        out[start:start + batch_size] = torch.softmax(logits.float(), dim=1).cpu().numpy()
+    return out
+
+
+def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean cross-entropy (nats) of predicted probabilities against integer labels."""
+    picked = probs[np.arange(len(labels)), labels]
+    return float(-np.log(np.clip(picked, 1e-7, 1.0)).mean())

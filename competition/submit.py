@@ -1,0 +1,63 @@
+"""submission.csv from the ensemble, with a timestamped copy and a line in the submissions log."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .checkpoint import atomic_write
+from .data import read_test, read_train
+from .ensemble import Ensemble
+from .infer import log_loss
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def write_submission(*, models: Path, data: Path, out: Path, log: Any = print) -> pd.DataFrame:
+    """Predict every row of the test file; ImageId counts from 1 in the file's row order."""
+    test = read_test(data)
+    ensemble = Ensemble.load(models)
+    log(f"submit: {len(test):,} images from {test.source}; {len(ensemble.members)} model(s) from {models}")
+    labels = ensemble.predict_proba(test.images).argmax(1)
+    frame = pd.DataFrame({"ImageId": np.arange(1, len(test) + 1), "Label": labels})
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for path in (out, out.with_name(f"{out.stem}-{stamp}{out.suffix}")):
+        atomic_write(path, lambda h: frame.to_csv(h, index=False), mode="w")
+    score = ensemble.cv_score()
+    log_path = out.parent / "log.csv"
+    new = not log_path.exists()
+    with log_path.open("a", newline="") as handle:
+        writer = csv.writer(handle)
+        if new:
+            writer.writerow(["time", "run", "cv_score", "data", "rows", "file", "commit"])
+        writer.writerow([time.strftime("%Y-%m-%dT%H:%M:%S"), str(models), "" if score is None else f"{score:.5f}",
+                         test.source, len(test), out.with_name(f"{out.stem}-{stamp}{out.suffix}").name, git_commit()])
+    log(f"submit: wrote {out} ({len(frame):,} rows; CV score {score if score is None else f'{score:.4f}'}); log {log_path}")
+    return frame
+
+
+def evaluate(*, models: Path, data: Path) -> dict[str, Any]:
+    """Accuracy of the ensemble and of each member on a labelled file."""
+    digits = read_train(data)
+    assert digits.labels is not None
+    ensemble = Ensemble.load(models)
+    per_model = ensemble.member_probs(digits.images)
+    mean = per_model.mean(0)
+    return {
+        "data": digits.source, "n": len(digits), "models": len(ensemble.members),
+        "accuracy": float((mean.argmax(1) == digits.labels).mean()), "loss": log_loss(mean, digits.labels),
+        "per_model": [{"checkpoint": str(m.path), "fold": m.fold, "accuracy": float((p.argmax(1) == digits.labels).mean())}
+                      for m, p in zip(ensemble.members, per_model)],
+    }

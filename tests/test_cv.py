@@ -1,0 +1,131 @@
+"""Folds, augmentation, and a tiny end-to-end run through the CLI and Make."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import ROOT, SAMPLE, run_cli
+
+from competition.augment import make_loader
+from competition.config import TrainConfig
+from competition.cv import fold_indices
+from competition.errors import UserError
+
+
+def test_folds_are_stratified_disjoint_covering_and_reproducible() -> None:
+    labels = np.repeat(np.arange(10), 50)
+    folds = fold_indices(labels, folds=5, seed=7)
+    seen = np.concatenate([val for _, val in folds])
+    assert sorted(seen.tolist()) == list(range(500))  # every row validated exactly once
+    for train, val in folds:
+        assert not set(train) & set(val)
+        assert np.bincount(labels[val]).tolist() == [10] * 10
+    again = fold_indices(labels, folds=5, seed=7)
+    assert all((a[1] == b[1]).all() for a, b in zip(folds, again))
+    other = fold_indices(labels, folds=5, seed=8)
+    assert not all((a[1] == b[1]).all() for a, b in zip(folds, other))
+    with pytest.raises(UserError, match="at least 5 rows of every digit"):
+        fold_indices(np.array([0, 0, 1, 1, 1, 1, 1]), folds=5, seed=0)
+
+
+def _batches(config: TrainConfig, images: np.ndarray, labels: np.ndarray) -> list[torch.Tensor]:
+    return [x for x, _ in make_loader(images, labels, config)]
+
+
+def test_augmentation_is_reproducible_whatever_the_workers() -> None:
+    rng = np.random.default_rng(0)
+    images = np.zeros((40, 28, 28), np.uint8)
+    images[:, 8:20, 10:18] = rng.integers(100, 256, (40, 12, 8))
+    labels = np.arange(40) % 10
+    inline = _batches(TrainConfig(batch_size=16, workers=0), images, labels)
+    worker = _batches(TrainConfig(batch_size=16, workers=1), images, labels)
+    assert [len(b) for b in inline] == [16, 16, 8] and inline[0].dtype == torch.uint8
+    for a, b in zip(inline, worker):
+        torch.testing.assert_close(a, b)
+    flat = torch.cat(inline).reshape(40, -1)
+    assert not torch.equal(flat.sort(0).values, torch.from_numpy(images).reshape(40, -1).sort(0).values)
+
+
+def test_augmentation_off_leaves_images_as_they_are() -> None:
+    images = np.random.default_rng(1).integers(0, 256, (8, 28, 28), dtype=np.uint8)
+    config = TrainConfig(batch_size=8, workers=0, rotate=0, shift=0, scale=0, shear=0)
+    (batch,) = _batches(config, images, np.zeros(8, np.int64))
+    assert sorted(map(bytes, batch.numpy())) == sorted(map(bytes, images))
+
+
+def test_tiny_cv_run_writes_everything(tiny_run: Path) -> None:
+    report = json.loads((tiny_run / "cv_report.json").read_text())
+    assert {"oof_accuracy", "oof_loss", "fold_acc_mean", "fold_acc_std", "folds", "wall_seconds"} <= set(report)
+    assert report["rows"] == 1000 and len(report["folds"]) == 2
+    assert all({"val_acc", "val_loss", "epochs", "seconds", "images_per_s"} <= set(f) for f in report["folds"])
+    oof = pd.read_csv(tiny_run / "oof.csv")
+    assert len(oof) == 1000 and oof["row"].tolist() == list(range(1000))
+    np.testing.assert_allclose(oof[[f"p{d}" for d in range(10)]].sum(1), 1, atol=1e-3)
+    assert report["oof_accuracy"] == pytest.approx((oof["label"] == oof["pred"]).mean())
+    assert report["oof_accuracy"] > 0.5  # 32 steps on 500 images learn (chance is 0.1)
+    for name in ("fold1.pt", "fold2.pt", "learning_curves.png", "confusion.png", "worst_mistakes.png"):
+        assert (tiny_run / name).stat().st_size > 0
+
+
+def test_rerun_skips_finished_folds_and_refuses_other_settings(tiny_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "copy"
+    shutil.copytree(tiny_run, run)
+    before = (run / "fold1.pt").stat().st_mtime_ns
+    same = ("cv", "--data", str(SAMPLE), "--out", str(run), "--folds", "2", "--epochs", "2", "--limit", "1000",
+            "--schedule", "constant", "--batch-size", "32", "--no-tuned")
+    proc = run_cli(*same)
+    assert proc.returncode == 0, proc.stderr
+    assert "fold 1: already trained" in proc.stdout + proc.stderr
+    assert (run / "fold1.pt").stat().st_mtime_ns == before
+    proc = run_cli(*same, "--lr", "0.01")
+    assert proc.returncode == 1 and "trained on other data or settings" in proc.stderr
+
+
+def test_submit_and_evaluate_through_the_cli(tiny_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "subs" / "submission.csv"
+    proc = run_cli("submit", "--models", str(tiny_run), "--data", str(SAMPLE), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    sub = pd.read_csv(out)
+    assert list(sub.columns) == ["ImageId", "Label"]
+    assert sub["ImageId"].tolist() == list(range(1, 2001)) and sub["Label"].between(0, 9).all()
+    assert len(list(out.parent.glob("submission-*.csv"))) == 1
+    log = pd.read_csv(out.parent / "log.csv")
+    assert len(log) == 1 and log["rows"][0] == 2000 and log["cv_score"][0] > 0
+    proc = run_cli("evaluate", "--models", str(tiny_run), "--data", str(SAMPLE), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["n"] == 10_000 and 0 <= result["accuracy"] <= 1 and len(result["per_model"]) == 2
+    single = run_cli("evaluate", "--models", str(tiny_run / "fold1.pt"), "--data", str(SAMPLE), "--json")
+    assert json.loads(single.stdout.strip().splitlines()[-1])["per_model"][0]["accuracy"] == result["per_model"][0]["accuracy"]
+
+
+def test_submit_errors_leave_no_file(tmp_path: Path, tiny_run: Path) -> None:
+    out = tmp_path / "submission.csv"
+    proc = run_cli("submit", "--models", str(tmp_path / "none"), "--data", str(SAMPLE), "--out", str(out))
+    assert proc.returncode == 1 and "no such checkpoint file or run folder" in proc.stderr
+    proc = run_cli("submit", "--models", str(tiny_run), "--data", str(SAMPLE / "train.csv.gz"), "--out", str(out))
+    assert proc.returncode == 1 and "looks like a training file" in proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_make_submit_trains_first_then_writes_the_submission(tmp_path: Path) -> None:
+    """The README's first command, on a copy of the repo, with a tiny budget passed through Make."""
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(".venv", "models", "bench", ".git", "*.pt", "test-artifacts"))
+    (repo / ".venv").symlink_to(ROOT / ".venv")
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    proc = subprocess.run(["make", "-o", ".venv/.installed", "submit", "FOLDS=2", "EPOCHS=1", "ARGS=--limit 500 --no-tuned"],
+                          cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (repo / "models/default/cv_report.json").exists()
+    sub = pd.read_csv(repo / "submissions/submission.csv")
+    assert len(sub) == 2000 and sub["ImageId"].iloc[-1] == 2000

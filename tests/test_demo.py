@@ -1,0 +1,141 @@
+"""`predict` on files, the demo through gradio_client, and the page in a real browser."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, SAMPLE, run_cli
+from PIL import Image
+
+from competition.canvas import render
+from competition.data import read_train
+
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def canvases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, int]]:
+    """Clear drawings of sample digits, as files: name -> (path, true label)."""
+    data = read_train(SAMPLE)
+    assert data.labels is not None
+    folder = tmp_path_factory.mktemp("canvases")
+    out = {}
+    for digit, style in ((0, "black-on-white"), (1, "white-on-black"), (7, "black-on-transparent"), (3, "black-on-white")):
+        row = int(np.flatnonzero(data.labels == digit)[2])
+        path = folder / f"digit{digit}.png"
+        Image.fromarray(render(data.images[row], height=0.6, pen=24, style=style)).save(path)
+        out[f"digit{digit}"] = (path, digit)
+    number = np.full((300, 1200, 3), 255, np.uint8)
+    for slot, digit in enumerate((2, 0, 2, 5)):
+        row = int(np.flatnonzero(data.labels == digit)[0])
+        number[:, slot * 300:(slot + 1) * 300] = render(data.images[row], side=300, height=0.6, pen=12)
+    Image.fromarray(number).save(folder / "number.png")
+    out["number"] = (folder / "number.png", 2025)
+    Image.fromarray(np.full((400, 400, 3), 255, np.uint8)).save(folder / "blank.png")
+    out["blank"] = (folder / "blank.png", -1)
+    return out
+
+
+def test_predict_cli_json_lines(small_run: Path, canvases: dict[str, tuple[Path, int]]) -> None:
+    files = [canvases[name][0] for name in ("digit0", "digit1", "digit7", "digit3", "number", "blank")]
+    proc = run_cli("predict", "--models", str(small_run), "--json", *map(str, files))
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.strip().splitlines() if line.startswith("{")]
+    assert len(lines) == len(files)
+    for line, path in zip(lines, files):
+        assert {"file", "label", "top", "number"} <= set(line) and line["file"] == str(path)
+    for line, digit in zip(lines[:4], (0, 1, 7, 3)):
+        assert line["label"] == digit and line["number"] == str(digit)
+        assert len(line["top"]) == 3 and set(line["top"][0]) == {"label", "prob"}
+        assert line["top"][0]["label"] == digit and line["top"][0]["prob"] >= line["top"][1]["prob"]
+    assert lines[4]["number"] == "2025" and len(lines[4]["digits"]) == 4
+    assert lines[5]["label"] is None and lines[5]["number"] == "" and lines[5]["top"] == []
+
+
+def test_predict_cli_bad_files_fail_one_by_one(small_run: Path, canvases: dict[str, tuple[Path, int]], tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "zero.png").write_bytes(b"")
+    good = canvases["digit1"][0]
+    (tmp_path / "cut.png").write_bytes(good.read_bytes()[:200])
+    proc = run_cli("predict", "--models", str(small_run), "--json", str(tmp_path / "notes.txt"), str(good),
+                   str(tmp_path / "zero.png"), str(tmp_path / "cut.png"), str(tmp_path / "missing.png"))
+    assert proc.returncode == 1
+    assert [json.loads(line)["label"] for line in proc.stdout.strip().splitlines()] == [1]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 5 and "Traceback" not in proc.stderr  # 4 files + the summary line
+    assert any("notes.txt: not a readable image" in e for e in errors)
+    assert any("zero.png: empty file" in e for e in errors)
+
+
+def test_python_api_reads_arrays(small_run: Path, canvases: dict[str, tuple[Path, int]]) -> None:
+    from competition import Ensemble, preprocess, recognize
+
+    ensemble = Ensemble.load(small_run)
+    reading = recognize(np.asarray(Image.open(canvases["digit7"][0])), ensemble)
+    assert reading.number == "7" and reading.main is not None and reading.main.agree >= 1
+    assert preprocess(canvases["digit7"][0]).shape == (28, 28)
+
+
+def test_app_answers_through_gradio_client(demo_server: str, canvases: dict[str, tuple[Path, int]], tmp_path: Path) -> None:
+    from gradio_client import Client, handle_file
+
+    path, digit = canvases["digit3"]
+    layer = np.zeros((800, 800, 4), np.uint8)
+    layer[..., 3] = 255 - np.asarray(Image.open(path).convert("L"))  # the strokes as Gradio's layer holds them
+    Image.fromarray(layer).save(tmp_path / "layer.png")
+    dark_bg = np.zeros((800, 800, 4), np.uint8)
+    dark_bg[:] = (0x33, 0x33, 0x33, 255)  # dark theme canvas
+    Image.fromarray(dark_bg).save(tmp_path / "bg.png")
+    client = Client(demo_server, verbose=False)
+    value = {"background": handle_file(str(tmp_path / "bg.png")), "layers": [handle_file(str(tmp_path / "layer.png"))],
+             "composite": handle_file(str(tmp_path / "bg.png"))}
+    number, top3, summary, _ = client.predict(value, api_name="/predict")
+    assert number == str(digit)
+    assert top3["label"] == str(digit) and "fold models agree" in summary
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_drawing_on_the_page_in_a_real_browser(demo_server: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(demo_server)
+        canvas = page.locator("#sketchpad canvas").first
+        canvas.wait_for(state="visible", timeout=60_000)
+        box = canvas.bounding_box()
+        assert box is not None
+        results = {}
+        for digit, strokes in ((1, [[(0.5, 0.2), (0.5, 0.8)]]),
+                               (7, [[(0.3, 0.25), (0.7, 0.25), (0.45, 0.8)]])):
+            for stroke in strokes:
+                x0, y0 = stroke[0]
+                page.mouse.move(box["x"] + x0 * box["width"], box["y"] + y0 * box["height"])
+                page.mouse.down()
+                for x, y in stroke[1:]:
+                    page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=25)
+                page.mouse.up()
+            number = page.locator("#number textarea, #number input").first
+            page.wait_for_function("el => el.value !== ''", arg=number.element_handle(), timeout=30_000)
+            page.wait_for_timeout(1500)  # let the last change event land
+            results[digit] = number.input_value()
+            page.screenshot(path=str(ARTIFACTS / f"demo-drew-{digit}.png"))
+            page.locator("#clear").click()
+            page.wait_for_function("el => el.value === ''", arg=number.element_handle(), timeout=30_000)
+        browser.close()
+    assert results == {1: "1", 7: "7"}
+
+
+def test_demo_without_models_is_a_clear_message(tmp_path: Path) -> None:
+    proc = run_cli("demo", cwd=tmp_path)
+    assert proc.returncode == 1 and "no trained models under models/" in proc.stderr
+
+

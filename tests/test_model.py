@@ -1,0 +1,93 @@
+"""The reference CNN, its checkpoints, and the one loader (including the notebook's bare state dict)."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from competition.checkpoint import NOTEBOOK_NORM, load_checkpoint, save_checkpoint
+from competition.config import TrainConfig
+from competition.errors import UserError
+from competition.infer import predict_proba, to_input
+from competition.model import ReferenceCNN
+
+NOTEBOOK_KEYS = {"conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "conv3.weight", "conv3.bias",
+                 "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
+
+
+def test_shapes_and_state_dict_keys() -> None:
+    model = ReferenceCNN()
+    assert set(model.state_dict()) == NOTEBOOK_KEYS
+    assert model.fc1.in_features == 128 * 7 * 7
+    assert model(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
+
+
+def test_channels_last_gives_the_same_logits() -> None:
+    torch.manual_seed(0)
+    model = ReferenceCNN().eval()
+    x = torch.randn(4, 1, 28, 28)
+    expected = model(x)
+    got = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_normalisation_matches_the_notebook() -> None:
+    images = torch.tensor([[[0, 255] * 14] * 28], dtype=torch.uint8)
+    x = to_input(images, NOTEBOOK_NORM, torch.device("cpu"))
+    assert x.shape == (1, 1, 28, 28)
+    assert x.min().item() == -1.0 and x.max().item() == 1.0
+
+
+@pytest.mark.parametrize("prefix", ["", "module."])
+def test_notebook_state_dict_loads_and_predicts_the_same(tmp_path: Path, prefix: str) -> None:
+    torch.manual_seed(1)
+    notebook = ReferenceCNN().eval()
+    path = tmp_path / "mnist_cnn.pth"
+    torch.save({prefix + k: v for k, v in notebook.state_dict().items()}, path)
+    loaded = load_checkpoint(path)
+    images = np.random.default_rng(0).integers(0, 256, (8, 28, 28), dtype=np.uint8)
+    x = (torch.from_numpy(images).float().unsqueeze(1) / 255 - 0.5) / 0.5
+    expected = torch.softmax(notebook(x), 1).detach().numpy()
+    got = predict_proba(loaded.model, images, loaded.normalize, bf16=False)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+    assert loaded.normalize == {"mean": 0.5, "std": 0.5} and loaded.fold is None
+
+
+def test_checkpoint_round_trip_describes_itself(tmp_path: Path) -> None:
+    model = ReferenceCNN(dropout=0.3)
+    config = TrainConfig(dropout=0.3, lr=1e-3)
+    path = tmp_path / "fold2.pt"
+    save_checkpoint(path, model, config, fold=2, metrics={"val_acc": 0.99}, extra={"history": [{"epoch": 1}]})
+    loaded = load_checkpoint(path)
+    assert loaded.config == config and loaded.fold == 2 and loaded.metrics == {"val_acc": 0.99}
+    assert loaded.extra["history"] == [{"epoch": 1}] and "torch" in loaded.extra["versions"]
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(loaded.model.state_dict()[key], value)
+    assert not list(tmp_path.glob(".*tmp"))  # the atomic write left nothing behind
+
+
+class Exploit:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (print, ("code ran on load",))
+
+
+def test_loader_never_runs_code_and_rejects_junk(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    evil = tmp_path / "evil.pt"
+    torch.save({"conv1.weight": Exploit()}, evil)
+    with pytest.raises(UserError, match="not a loadable PyTorch checkpoint"):
+        load_checkpoint(evil)
+    assert "code ran on load" not in capsys.readouterr().out
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(pickle.dumps("hello"))
+    with pytest.raises(UserError):
+        load_checkpoint(junk)
+    wrong = tmp_path / "wrong.pt"
+    torch.save({"conv1.weight": torch.zeros(3)}, wrong)
+    with pytest.raises(UserError, match="do not fit"):
+        load_checkpoint(wrong)
+    with pytest.raises(UserError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")

@@ -1,0 +1,22 @@
+"""The walkthrough notebook runs top to bottom against the package (QUICK mode)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import ROOT
+from nbclient import NotebookClient
+
+
+@pytest.mark.slow
+def test_walkthrough_notebook_executes(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"  # a copy, so the notebook's models/ and submissions/ do not touch the checkout
+    shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(".venv", "models", "bench", ".git", "test-artifacts"))
+    notebook = nbformat.read(repo / "notebooks" / "walkthrough.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(repo / "notebooks")}}).execute()
+    outputs = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
+    assert "OOF accuracy" in outputs
+    assert (repo / "submissions" / "notebook.csv").exists()
