@@ -1,5 +1,6 @@
 # Entry points. Variables: DATA (train/test folder, zip or file; default data/, else the bundled sample),
-# RUN (models/$(RUN)), FOLDS, EPOCHS, RECIPE (default|seed), SRC (for `make data`), ARGS (extra CLI flags).
+# RUN (models/$(RUN)), FOLDS, EPOCHS, RECIPE (default|seed), TRIALS and JOBS (for `make tune`), SRC (for `make data`),
+# ARGS (extra CLI flags).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -34,6 +35,13 @@ models/$(RUN)/cv_report.json: | $(VENV)/.installed
 
 submit: models/$(RUN)/cv_report.json
 	$(PY) -m competition submit --models models/$(RUN) $(data_flag) --out $(OUT)
+
+tune: $(VENV)/.installed
+	$(PY) -m competition tune $(data_flag) $(if $(TRIALS),--trials $(TRIALS)) $(if $(JOBS),--jobs $(JOBS)) $(ARGS)
+
+# the demo needs a run; trains one on the default data first when there is none
+demo: models/$(RUN)/cv_report.json
+	$(PY) -m competition demo --models models/$(RUN) $(ARGS)
 
 data: $(VENV)/.installed
 	$(PY) -m competition data $(if $(SRC),--src $(SRC))

@@ -12,6 +12,9 @@ from .ensemble import Ensemble
 from .recognize import UNSURE_BELOW, Reading, recognize
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home
+SELECT_BRUSH = """() => { let tries = 0; const pick = () => {
+  const brush = document.querySelector('#sketchpad button[aria-label="Brush"]');
+  if (brush) { brush.click(); } else if (tries++ < 50) { setTimeout(pick, 100); } }; pick(); }"""
 HELP = "Draw a digit (or several, side by side) with the mouse or a finger."
 
 
@@ -29,6 +32,7 @@ def describe(reading: Reading) -> tuple[str, dict[str, float], str, np.ndarray |
         verdict = f"**{d.label}**" + (" — unsure, try drawing it larger or clearer" if d.unsure else "")
         lines.append(f"- {verdict}: {d.agree}/{d.models} fold models agree; top 3: {top}")
     seen = np.concatenate([np.pad(d.image, 2, constant_values=64) for d in reading.digits], axis=1)
+    seen = np.kron(seen, np.ones((4, 4), np.uint8))  # 4x, nearest: pixels stay visible
     return reading.number, {str(label): p for label, p in main.top}, "\n".join(lines), seen
 
 
@@ -43,7 +47,8 @@ def build_app(ensemble: Ensemble) -> Any:
                     f"({len(ensemble.members)} fold model(s)); a digit below {UNSURE_BELOW:.0%} confidence is marked unsure.")
         with gr.Row():
             with gr.Column():
-                pad = gr.Sketchpad(label="canvas", type="numpy", image_mode="RGBA", canvas_size=(400, 400),
+                pad = gr.Sketchpad(label="canvas", type="numpy", image_mode="RGBA", canvas_size=(400, 400), height=460,
+                                   transforms=(), layers=False, fixed_canvas=True,
                                    brush=gr.Brush(default_size=18, colors=["#000000", "#ffffff", "#1f4fd1"], color_mode="defaults"),
                                    elem_id="sketchpad")
                 clear = gr.Button("Clear", elem_id="clear")
@@ -53,10 +58,13 @@ def build_app(ensemble: Ensemble) -> Any:
                 top3 = gr.Label(num_top_classes=3, label="top 3", elem_id="top3")
                 seen = gr.Image(label="what the models see (28x28)", image_mode="L", height=140, elem_id="seen",
                                 interactive=False)
+        # Gradio 6 opens (and clears) the sketchpad with no tool selected ("select the draw tool to start"):
+        # pick the brush for the user, retrying until the editor has rendered.
+        demo.load(None, js=SELECT_BRUSH)
         pad.change(predict, inputs=pad, outputs=[number, top3, result, seen], trigger_mode="always_last",
                    show_progress="hidden", api_name="predict")
         clear.click(lambda: (None, "", {}, "### Draw a digit\n" + HELP, None), outputs=[pad, number, top3, result, seen],
-                    api_name=False)
+                    api_name=False).then(None, js=SELECT_BRUSH)  # a cleared editor forgets its tool too
     return demo
 
 

@@ -4,7 +4,11 @@ python -m competition.bench --data ../shared/data/digit-recognizer --out bench/
   1. `cv` with the default recipe on the given train file (K folds): OOF accuracy, wall time,
      images/s per fold, peak memory (largest process RSS);
   2. one fold with `--recipe seed` for the wall time of one default fold (equal-cost comparison);
-  3. `submit` on a 28,000-row test file (Kaggle's size) with the K-fold ensemble.
+  3. `submit` on a 28,000-row test file (Kaggle's size) with the K-fold ensemble;
+  4. (--part demo) the draw-a-digit path: a K-fold run on the bundled sample (train rows 0..9,999),
+     read back from sketchpad-like canvases of train rows 40,000..41,999 it never saw, per style,
+     against the same digits as plain 28x28 images; server-side latency per drawing; and 8
+     concurrent gradio_client users against a running demo.
 """
 
 from __future__ import annotations
@@ -35,12 +39,99 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     return time.perf_counter() - start, usage.ru_maxrss / 1e6  # ru_maxrss is in KiB on Linux
 
 
+def percentiles(seconds: list[float]) -> dict[str, float]:
+    ms = np.array(seconds) * 1000
+    return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
+            "p99_ms": float(np.percentile(ms, 99)), "n": len(ms)}
+
+
+def bench_demo(data: Path, out: Path, folds: int, rows: int = 2000) -> dict[str, object]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    from .canvas import STYLES, random_canvas
+    from .data import SAMPLE_DIR, read_train
+    from .ensemble import Ensemble
+    from .recognize import recognize
+
+    run = out / "sample"
+    if not (run / "cv_report.json").exists():
+        timed([sys.executable, "-m", "competition", "cv", "--data", str(SAMPLE_DIR), "--out", str(run),
+               "--folds", str(folds), "--no-tuned"])
+    full = read_train(data)
+    assert full.labels is not None
+    images, labels = full.images[40_000:40_000 + rows], full.labels[40_000:40_000 + rows]  # not in the sample
+    ensemble = Ensemble.load(run)
+    plain = float((ensemble.predict_proba(images).argmax(1) == labels).mean())
+    rng = np.random.default_rng(0)
+    styles = [STYLES[i % len(STYLES)] for i in range(rows)]
+    right = {style: [] for style in STYLES}
+    latency: list[float] = []
+    for img, label, style in zip(images, labels, styles):
+        canvas = random_canvas(img, rng, style=style)
+        value = canvas if canvas.shape[2] == 3 else {"background": None, "layers": [canvas], "composite": None}
+        start = time.perf_counter()
+        reading = recognize(value, ensemble)
+        latency.append(time.perf_counter() - start)
+        right[style].append(reading.main is not None and reading.main.label == label)
+    per_style = {style: float(np.mean(hits)) for style, hits in right.items()}
+    canvas_acc = float(np.mean([h for hits in right.values() for h in hits]))
+
+    # 8 concurrent users through the public API of a running demo
+    from gradio_client import Client, handle_file
+
+    port = 7899
+    server = subprocess.Popen([sys.executable, "-m", "competition", "demo", "--models", str(run), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        files = []
+        for i in range(16):
+            layer = random_canvas(images[i], rng, style="black-on-transparent")
+            path = out / f"layer{i}.png"
+            Image.fromarray(layer).save(path)
+            files.append(path)
+        for _ in range(120):
+            try:
+                Client(f"http://127.0.0.1:{port}/", verbose=False)
+                break
+            except Exception:  # noqa: BLE001 - not up yet
+                time.sleep(1)
+
+        def user(k: int) -> list[float]:
+            client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+            times = []
+            for j in range(25):
+                path = files[(k + j) % len(files)]
+                value = {"background": None, "layers": [handle_file(str(path))], "composite": handle_file(str(path))}
+                start = time.perf_counter()
+                client.predict(value, api_name="/predict")
+                times.append(time.perf_counter() - start)
+            return times
+
+        with ThreadPoolExecutor(8) as pool:
+            client_times = [t for times in pool.map(user, range(8)) for t in times]
+    finally:
+        server.terminate()
+        server.wait()
+    return {"models": str(run), "held_out_rows": "train rows 40000..41999", "plain_28x28_accuracy": plain,
+            "canvas_accuracy": canvas_acc, "per_style": per_style, "server_side_latency": percentiles(latency),
+            "concurrent_8_clients": {**percentiles(client_times), "answered": len(client_times), "sent": 8 * 25}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="folder with train and test files")
     parser.add_argument("--out", type=Path, default=Path("bench"))
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--part", choices=["all", "cv", "demo"], default="all")
     args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.part == "demo":
+        report = bench_demo(args.data, args.out, args.folds)
+        (args.out / "demo.json").write_text(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2))
+        return
     py = [sys.executable, "-m", "competition"]
     run = args.out / "default"
     report: dict[str, object] = {"cpus": os.cpu_count()}
@@ -68,6 +159,10 @@ def main() -> None:
     report["submit_28k"] = {"wall_seconds": wall, "peak_rss_gb": rss, "models": args.folds}
     (args.out / "report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
+    if args.part == "all":
+        demo = bench_demo(args.data, args.out, args.folds)
+        (args.out / "demo.json").write_text(json.dumps(demo, indent=2))
+        print(json.dumps(demo, indent=2))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from .config import RECIPES, TUNED_FILE, TrainConfig, load_tuned
 from .errors import UserError
@@ -51,14 +52,34 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 def cmd_cv(args: argparse.Namespace) -> int:
     from .cv import run_cv
-    from .data import read_train
 
     config = train_config(args)
-    data = read_train(_data_path(args.data))
-    if args.limit:
-        data = type(data)(images=data.images[:args.limit], labels=data.labels[:args.limit],  # type: ignore[index]
-                          source=f"{data.source}[:{args.limit}]")
+    data = _read_limited(args.data, args.limit)
     run_cv(data=data, out=args.out, config=config, force=args.force, only=args.fold)
+    return 0
+
+
+def _read_limited(data_arg: Path | None, limit: int | None) -> Any:
+    from .data import read_train
+
+    data = read_train(_data_path(data_arg))
+    if not limit:
+        return data
+    return type(data)(images=data.images[:limit], labels=data.labels[:limit], source=f"{data.source}[:{limit}]")  # type: ignore[index]
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .tune import run_tune
+
+    data = _read_limited(args.data, args.limit)
+    folds = max(RECIPES["default"].folds, args.folds)
+    worker_args = ["--data", data.source.split(":")[0].split("[")[0], "--trials", str(args.trials), "--study", args.study,
+                   "--folds", str(args.folds), "--fold-epochs", str(args.fold_epochs), "--jobs", str(args.jobs), "--out", str(args.out)]
+    worker_args += (["--storage", args.storage] if args.storage else []) + (["--timeout", str(args.timeout)] if args.timeout else [])
+    worker_args += ["--limit", str(args.limit)] if args.limit else []
+    run_tune(data=data, out=args.out, base=RECIPES["default"], trials=args.trials, timeout=args.timeout, storage=args.storage,
+             study_name=args.study, folds=folds, cv_folds=args.folds, fold_epochs=args.fold_epochs, jobs=args.jobs,
+             worker=args.worker, worker_args=worker_args)
     return 0
 
 
@@ -147,6 +168,20 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--fold", type=_positive(int), help="train only this fold (1..K), e.g. one per machine")
     cv.add_argument("--force", action="store_true", help="retrain folds that are already in --out")
     cv.set_defaults(run=cmd_cv)
+
+    tune = sub.add_parser("tune", help="Optuna search over lr, dropout and batch size (resumable, distributable)")
+    tune.add_argument("--data", type=Path, help="labelled data (default: data/, else the sample)")
+    tune.add_argument("--trials", type=int, default=20, help="finished trials the study should reach (default 20)")
+    tune.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
+    tune.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user@host/db (default: a journal file in --out)")
+    tune.add_argument("--study", default="digits", help="study name (default digits)")
+    tune.add_argument("--folds", type=int, default=1, help="folds each trial trains and averages (default 1 of a 5-fold split)")
+    tune.add_argument("--fold-epochs", type=int, default=3, help="epochs per fold in a trial (default 3)")
+    tune.add_argument("--jobs", type=int, default=1, help="worker processes on this machine sharing the study (default 1)")
+    tune.add_argument("--out", type=Path, default=Path("models/tune"), help="results folder (default models/tune)")
+    tune.add_argument("--limit", type=_positive(int), help="use only the first N rows")
+    tune.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # a helper started by --jobs
+    tune.set_defaults(run=cmd_tune)
 
     submit = sub.add_parser("submit", help="ensemble the fold models over test.csv -> submission.csv")
     submit.add_argument("--models", type=Path, help="run folder or checkpoint file (default: latest run in models/)")

@@ -100,7 +100,7 @@ def test_app_answers_through_gradio_client(demo_server: str, canvases: dict[str,
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_drawing_on_the_page_in_a_real_browser(demo_server: str) -> None:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
@@ -114,22 +114,24 @@ def test_drawing_on_the_page_in_a_real_browser(demo_server: str) -> None:
         box = canvas.bounding_box()
         assert box is not None
         results = {}
-        for digit, strokes in ((1, [[(0.5, 0.2), (0.5, 0.8)]]),
-                               (7, [[(0.3, 0.25), (0.7, 0.25), (0.45, 0.8)]])):
+        # the drawable square sits centred in the canvas element: draw within +-0.35 of its shorter side
+        cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, 0.35 * min(box["width"], box["height"])
+        for digit, strokes in ((1, [[(0.0, -0.8), (0.0, 0.8)]]),
+                               (7, [[(-0.6, -0.7), (0.6, -0.7), (-0.1, 0.8)]])):
             for stroke in strokes:
                 x0, y0 = stroke[0]
-                page.mouse.move(box["x"] + x0 * box["width"], box["y"] + y0 * box["height"])
+                page.mouse.move(cx + x0 * r, cy + y0 * r)
                 page.mouse.down()
                 for x, y in stroke[1:]:
-                    page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=25)
+                    page.mouse.move(cx + x * r, cy + y * r, steps=25)
                 page.mouse.up()
             number = page.locator("#number textarea, #number input").first
-            page.wait_for_function("el => el.value !== ''", arg=number.element_handle(), timeout=30_000)
+            expect(number).not_to_have_value("", timeout=30_000)
             page.wait_for_timeout(1500)  # let the last change event land
             results[digit] = number.input_value()
             page.screenshot(path=str(ARTIFACTS / f"demo-drew-{digit}.png"))
             page.locator("#clear").click()
-            page.wait_for_function("el => el.value === ''", arg=number.element_handle(), timeout=30_000)
+            expect(number).to_have_value("", timeout=30_000)
         browser.close()
     assert results == {1: "1", 7: "7"}
 

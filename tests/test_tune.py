@@ -1,0 +1,135 @@
+"""`tune` for real: a tiny study feeds `cv`, a killed study resumes, workers share a study (file and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import ROOT, SAMPLE, free_port, run_cli
+
+from competition.tune import DONE
+
+TINY = ["--data", str(SAMPLE), "--limit", "800", "--fold-epochs", "1"]
+
+
+def journal(out: Path) -> optuna.storages.BaseStorage:
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(out / "journal.log")))
+
+
+def finished(storage: optuna.storages.BaseStorage | str, study: str = "digits") -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=study, storage=storage).get_trials(states=DONE)
+
+
+def test_tiny_study_writes_best_params_that_cv_then_uses(tmp_path: Path) -> None:
+    proc = run_cli("tune", *TINY, "--trials", "3", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "models" / "tune"
+    best = json.loads((out / "best_params.json").read_text())["params"]
+    assert set(best) == {"lr", "dropout", "batch_size"}
+    report = json.loads((out / "report.json").read_text())
+    assert report["trials_finished"] == 3 and report["best_params"] == best
+    assert {"history.png", "slice.png", "importances.png", "trials.csv"} <= {p.name for p in out.iterdir()}
+    proc = run_cli("cv", "--data", str(SAMPLE), "--limit", "400", "--folds", "2", "--epochs", "1", "--out", "models/run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "using tuned parameters from models/tune/best_params.json" in proc.stdout
+    from competition.checkpoint import load_checkpoint
+
+    config = load_checkpoint(tmp_path / "models" / "run" / "fold1.pt").config
+    assert (config.lr, config.dropout, config.batch_size) == (best["lr"], best["dropout"], best["batch_size"])
+
+
+def test_killed_study_resumes_and_the_count_adds_up(tmp_path: Path) -> None:
+    out = tmp_path / "tune"
+    cmd = [sys.executable, "-m", "competition", "tune", "--data", str(SAMPLE), "--limit", "2000", "--fold-epochs", "2",
+           "--trials", "8", "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if (out / "journal.log").exists() and len(finished(journal(out))) >= 1:
+            break
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C in the middle of a later trial
+    assert proc.wait(timeout=120) in (130, 0)
+    before = {t.number: t.value for t in finished(journal(out))}
+    assert 1 <= len(before) < 8
+    again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    after = finished(journal(out))
+    assert len(after) == 8  # the target counts the finished trials of both runs
+    assert all({t.number: t.value for t in after}[n] == v for n, v in before.items())  # nothing lost or redone
+
+
+def _workers(trials: list[optuna.trial.FrozenTrial]) -> set[str]:
+    return {t.user_attrs["worker"] for t in trials}
+
+
+def test_two_worker_processes_share_one_study(tmp_path: Path) -> None:
+    proc = run_cli("tune", *TINY, "--trials", "4", "--jobs", "2", "--out", str(tmp_path / "tune"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    trials = finished(journal(tmp_path / "tune"))
+    assert len(trials) >= 4 and len(_workers(trials)) == 2
+
+
+def test_bad_storage_and_changed_search_space_are_clear_errors(tmp_path: Path) -> None:
+    proc = run_cli("tune", *TINY, "--trials", "1", "--storage", "foo://nowhere", cwd=tmp_path)
+    assert proc.returncode == 1 and "unknown storage URL 'foo://nowhere'" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("tune", *TINY, "--trials", "1", "--storage", f"postgresql://nobody@127.0.0.1:{free_port()}/none", cwd=tmp_path)
+    assert proc.returncode == 1 and "cannot open storage" in proc.stderr and "Traceback" not in proc.stderr
+    out = tmp_path / "tune"
+    study = optuna.create_study(study_name="digits", storage=journal(out))
+    study.optimize(lambda t: t.suggest_float("lr", 0.1, 0.9), n_trials=2)
+    proc = run_cli("tune", *TINY, "--trials", "3", "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 1 and "different search space" in proc.stderr
+    assert len(finished(journal(out))) == 2  # existing trials untouched
+    proc = run_cli("tune", *TINY, "--trials", "0", cwd=tmp_path)
+    assert proc.returncode == 1 and "invalid --trials" in proc.stderr
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on a free local port; skips (with the reason) if it cannot start."""
+    bindir = _postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (.ci/run installs Debian's postgresql)")
+    root = tmp_path_factory.mktemp("pg")
+    data, port = root / "data", free_port()
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # the server refuses to run as root
+        shutil.chown(root, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    steps = [[str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
+             [str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"), "-o",
+              f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"]]
+    for step in steps:
+        done = subprocess.run(as_user + step, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            pytest.skip(f"PostgreSQL could not start: {(done.stderr or done.stdout).strip()[-300:]}")
+    subprocess.run(as_user + [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "optuna"],
+                   check=True, timeout=60)
+    yield f"postgresql://postgres@127.0.0.1:{port}/optuna"
+    subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], timeout=60)
+
+
+def test_two_workers_share_a_study_through_postgresql(postgres: str, tmp_path: Path) -> None:
+    args = [*TINY, "--trials", "4", "--storage", postgres, "--study", "pg", "--out", str(tmp_path / "tune")]
+    proc = run_cli("tune", *args, "--jobs", "2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    trials = finished(postgres, "pg")
+    assert len(trials) >= 4 and len(_workers(trials)) == 2
+    proc = run_cli("tune", *args, cwd=tmp_path)  # a later worker joins the same study: target reached, nothing to do
+    assert proc.returncode == 0 and "4 finished trial(s), target 4" in proc.stdout + proc.stderr
