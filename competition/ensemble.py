@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .checkpoint import Checkpoint, find_checkpoints, load_checkpoint
 from .infer import pick_device, predict_proba
@@ -22,7 +23,7 @@ class Ensemble:
         device = pick_device()
         members = [load_checkpoint(p) for p in find_checkpoints(models)]
         for member in members:
-            member.model.to(device)
+            member.model.to(device, memory_format=torch.channels_last)  # matches infer.to_input's layout
         return cls(members=members, source=Path(models))
 
     def member_probs(self, images: np.ndarray) -> np.ndarray:

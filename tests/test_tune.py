@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,6 +87,7 @@ def test_bad_storage_and_changed_search_space_are_clear_errors(tmp_path: Path) -
     proc = run_cli("tune", *TINY, "--trials", "1", "--storage", f"postgresql://nobody@127.0.0.1:{free_port()}/none", cwd=tmp_path)
     assert proc.returncode == 1 and "cannot open storage" in proc.stderr and "Traceback" not in proc.stderr
     out = tmp_path / "tune"
+    out.mkdir()
     study = optuna.create_study(study_name="digits", storage=journal(out))
     study.optimize(lambda t: t.suggest_float("lr", 0.1, 0.9), n_trials=2)
     proc = run_cli("tune", *TINY, "--trials", "3", "--out", str(out), cwd=tmp_path)
@@ -101,12 +103,13 @@ def _postgres_bin() -> Path | None:
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres() -> Iterator[str]:
     """A throwaway PostgreSQL cluster on a free local port; skips (with the reason) if it cannot start."""
     bindir = _postgres_bin()
     if bindir is None:
         pytest.skip("PostgreSQL is not installed (.ci/run installs Debian's postgresql)")
-    root = tmp_path_factory.mktemp("pg")
+    # not under pytest's tmp tree: that is root-only, and the server runs as the postgres user
+    root = Path(tempfile.mkdtemp(prefix="competition-pg-"))
     data, port = root / "data", free_port()
     as_user: list[str] = []
     if os.geteuid() == 0:  # the server refuses to run as root
@@ -123,6 +126,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                    check=True, timeout=60)
     yield f"postgresql://postgres@127.0.0.1:{port}/optuna"
     subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], timeout=60)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def test_two_workers_share_a_study_through_postgresql(postgres: str, tmp_path: Path) -> None:
@@ -132,4 +136,5 @@ def test_two_workers_share_a_study_through_postgresql(postgres: str, tmp_path: P
     trials = finished(postgres, "pg")
     assert len(trials) >= 4 and len(_workers(trials)) == 2
     proc = run_cli("tune", *args, cwd=tmp_path)  # a later worker joins the same study: target reached, nothing to do
-    assert proc.returncode == 0 and "4 finished trial(s), target 4" in proc.stdout + proc.stderr
+    assert proc.returncode == 0 and f"{len(trials)} finished trial(s), target 4" in proc.stdout + proc.stderr
+    assert len(finished(postgres, "pg")) == len(trials)
