@@ -48,6 +48,7 @@ data: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(PY) -m ruff check competition tests
+	$(PY) -m mypy
 	$(PY) -m pytest -q $(ARGS)
 
 bench: $(VENV)/.installed

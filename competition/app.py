@@ -64,7 +64,7 @@ def build_app(ensemble: Ensemble) -> Any:
         pad.change(predict, inputs=pad, outputs=[number, top3, result, seen], trigger_mode="always_last",
                    show_progress="hidden", api_name="predict")
         clear.click(lambda: (None, "", {}, "### Draw a digit\n" + HELP, None), outputs=[pad, number, top3, result, seen],
-                    api_name=False).then(None, js=SELECT_BRUSH)  # a cleared editor forgets its tool too
+                    api_visibility="private").then(None, js=SELECT_BRUSH)  # a cleared editor forgets its tool too
     return demo
 
 

@@ -66,7 +66,7 @@ def bench_demo(data: Path, out: Path, folds: int, rows: int = 2000) -> dict[str,
     plain = float((ensemble.predict_proba(images).argmax(1) == labels).mean())
     rng = np.random.default_rng(0)
     styles = [STYLES[i % len(STYLES)] for i in range(rows)]
-    right = {style: [] for style in STYLES}
+    right: dict[str, list[bool]] = {style: [] for style in STYLES}
     latency: list[float] = []
     for img, label, style in zip(images, labels, styles):
         canvas = random_canvas(img, rng, style=style)
@@ -128,9 +128,9 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.part == "demo":
-        report = bench_demo(args.data, args.out, args.folds)
-        (args.out / "demo.json").write_text(json.dumps(report, indent=2))
-        print(json.dumps(report, indent=2))
+        demo = bench_demo(args.data, args.out, args.folds)
+        (args.out / "demo.json").write_text(json.dumps(demo, indent=2))
+        print(json.dumps(demo, indent=2))
         return
     py = [sys.executable, "-m", "competition"]
     run = args.out / "default"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +140,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(kind: type) -> object:
+def _non_negative(kind: type) -> Callable[[str], Any]:
     def parse(text: str) -> object:
         value = kind(text)
         if value < 0:
@@ -160,12 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="default: the tuned-for-CPU run; seed: the original notebook's settings")
     for name, kind in CONFIG_FLAGS.items():
         field = TrainConfig.__dataclass_fields__[name]
-        cv.add_argument(f"--{name.replace('_', '-')}", type=_positive(kind) if kind is not str else str,
+        cv.add_argument(f"--{name.replace('_', '-')}", type=_non_negative(kind) if kind is not str else str,
                         help=f"(default {field.default})")
     cv.add_argument("--no-bf16", action="store_true", help="train in float32 (slower on CPU)")
     cv.add_argument("--no-tuned", action="store_true", help=f"ignore {TUNED_FILE}")
-    cv.add_argument("--limit", type=_positive(int), help="use only the first N rows (quick trials)")
-    cv.add_argument("--fold", type=_positive(int), help="train only this fold (1..K), e.g. one per machine")
+    cv.add_argument("--limit", type=_non_negative(int), help="use only the first N rows (quick trials)")
+    cv.add_argument("--fold", type=_non_negative(int), help="train only this fold (1..K), e.g. one per machine")
     cv.add_argument("--force", action="store_true", help="retrain folds that are already in --out")
     cv.set_defaults(run=cmd_cv)
 
@@ -179,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--fold-epochs", type=int, default=3, help="epochs per fold in a trial (default 3)")
     tune.add_argument("--jobs", type=int, default=1, help="worker processes on this machine sharing the study (default 1)")
     tune.add_argument("--out", type=Path, default=Path("models/tune"), help="results folder (default models/tune)")
-    tune.add_argument("--limit", type=_positive(int), help="use only the first N rows")
+    tune.add_argument("--limit", type=_non_negative(int), help="use only the first N rows")
     tune.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # a helper started by --jobs
     tune.set_defaults(run=cmd_tune)
 

@@ -23,7 +23,7 @@ class Ensemble:
         device = pick_device()
         members = [load_checkpoint(p) for p in find_checkpoints(models)]
         for member in members:
-            member.model.to(device, memory_format=torch.channels_last)  # matches infer.to_input's layout
+            member.model.to(device).to(memory_format=torch.channels_last)  # matches infer.to_input's layout
         return cls(members=members, source=Path(models))
 
     def member_probs(self, images: np.ndarray) -> np.ndarray:

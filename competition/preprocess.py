@@ -59,7 +59,7 @@ def _wide_to_l(image: Image.Image) -> Image.Image:
     """16-bit / 32-bit / float greyscale -> 8-bit, keeping the full range."""
     arr = np.asarray(image, dtype=np.float64)
     lo, hi = float(arr.min()), float(arr.max())
-    return Image.fromarray(np.uint8(np.round((arr - lo) / (hi - lo) * 255)) if hi > lo else np.zeros(arr.shape, np.uint8))
+    return Image.fromarray(np.round((arr - lo) / (hi - lo) * 255).astype(np.uint8) if hi > lo else np.zeros(arr.shape, np.uint8))
 
 
 def open_image(path: Path) -> Image.Image:
@@ -102,7 +102,7 @@ def ink_map(image: Any) -> np.ndarray:
         if alpha.min() < 0.5:  # part of the image is transparent: what is opaque is what was drawn
             return alpha
         arr = arr[..., :3]
-    gray = arr @ np.float32([0.299, 0.587, 0.114]) if arr.ndim == 3 else arr
+    gray = arr @ np.array([0.299, 0.587, 0.114], np.float32) if arr.ndim == 3 else arr
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     return np.abs(gray - np.median(border)).astype(np.float32)
 

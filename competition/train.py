@@ -18,8 +18,10 @@ from .checkpoint import NOTEBOOK_NORM
 from .config import TrainConfig
 from .infer import log_loss, predict_proba, to_input
 
-# Called after every epoch with (epoch, val_loss, val_acc); may raise to stop (Optuna pruning).
-EpochHook = Callable[[int, float, float], None]
+# Called after every epoch with (epoch, val_loss, val_acc); returns True to stop now (Optuna pruning).
+# Stopping by return, not by raising, lets the loader's worker process shut down with the loop: an
+# exception's traceback would keep it alive until a later forked worker garbage-collects it.
+EpochHook = Callable[[int, float, float], bool]
 
 
 @dataclass
@@ -37,7 +39,7 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
         config: TrainConfig, *, device: torch.device, desc: str = "train", on_epoch: EpochHook | None = None) -> FitResult:
     """Train `model` in place on uint8 images; restore the weights with the lowest validation loss."""
     torch.manual_seed(config.seed)
-    model.to(device, memory_format=torch.channels_last)
+    model.to(device).to(memory_format=torch.channels_last)
     loader = make_loader(*train, config, pin_memory=device.type == "cuda")
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = None
@@ -78,9 +80,8 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
             best_loss, best_state, best_epoch, stale = val_loss, copy.deepcopy(model.state_dict()), epoch, 0
         else:
             stale += 1
-        if on_epoch is not None:
-            on_epoch(epoch, val_loss, val_acc)
-        if stale >= config.patience or out_of_time:
+        stop = on_epoch is not None and on_epoch(epoch, val_loss, val_acc)
+        if stop or stale >= config.patience or out_of_time:
             break
     bar.close()
     model.load_state_dict(best_state)

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
@@ -49,7 +50,7 @@ def open_storage(url: str | None, out: Path) -> optuna.storages.BaseStorage:
     """None -> a journal file in `out`; else any Optuna RDB URL (sqlite:///, postgresql://, mysql://)."""
     if url is None:
         out.mkdir(parents=True, exist_ok=True)
-        backend = optuna.storages.journal.JournalFileBackend(str(out / "journal.log"))
+        backend = JournalFileBackend(str(out / "journal.log"))
         return optuna.storages.JournalStorage(backend)
     scheme = url.split(":", 1)[0].split("+", 1)[0]
     if scheme not in ("sqlite", "postgresql", "postgres", "mysql"):
@@ -109,18 +110,22 @@ def make_objective(data: Digits, base: TrainConfig, *, folds: int, cv_folds: int
         start, losses, accs, epochs = time.perf_counter(), [], [], 0
 
         for i, (train_idx, val_idx) in enumerate(splits):
-            def report(epoch: int, val_loss: float, _: float, offset: int = i * fold_epochs) -> None:
-                nonlocal epochs
+            pruned = False
+
+            def report(epoch: int, val_loss: float, _: float, offset: int = i * fold_epochs) -> bool:
+                nonlocal epochs, pruned
                 epochs = offset + epoch
                 trial.set_user_attr("epochs", epochs)
                 trial.set_user_attr("seconds", time.perf_counter() - start)
                 trial.report(val_loss, offset + epoch)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned at epoch {offset + epoch}: val loss {val_loss:.4f}")
+                pruned = trial.should_prune()
+                return pruned
 
             result = fit(build_model(config.arch, dropout=config.dropout), (data.images[train_idx], labels[train_idx]),
                          (data.images[val_idx], labels[val_idx]), config.replace(seed=config.seed + i + 1),
                          device=device, desc=f"trial {trial.number} fold {i + 1}", on_epoch=report)
+            if pruned:
+                raise optuna.TrialPruned(f"pruned at epoch {epochs}: val loss {result.history[-1]['val_loss']:.4f}")
             losses.append(result.val_loss)
             accs.append(result.val_acc)
         trial.set_user_attr("val_acc", float(np.mean(accs)))
@@ -210,7 +215,7 @@ def write_results(study: optuna.Study, out: Path, *, base: TrainConfig, planned_
     atomic_write(out / "report.json", lambda h: json.dump(report, h, indent=2), mode="w")
     frame = study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs", "duration"))
     atomic_write(out / "trials.csv", lambda h: frame.to_csv(h, index=False), mode="w")
-    figures = {"history.png": vis.plot_optimization_history, "slice.png": vis.plot_slice}
+    figures: dict[str, Callable[[optuna.Study], Any]] = {"history.png": vis.plot_optimization_history, "slice.png": vis.plot_slice}
     if len(complete) >= 2:
         figures["importances.png"] = vis.plot_param_importances
     for name, draw in figures.items():

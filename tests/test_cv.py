@@ -18,6 +18,8 @@ from competition.augment import make_loader
 from competition.config import TrainConfig
 from competition.cv import fold_indices
 from competition.errors import UserError
+from competition.model import build_model
+from competition.train import fit
 
 
 def test_folds_are_stratified_disjoint_covering_and_reproducible() -> None:
@@ -59,6 +61,23 @@ def test_augmentation_off_leaves_images_as_they_are() -> None:
     config = TrainConfig(batch_size=8, workers=0, rotate=0, shift=0, scale=0, shear=0)
     (batch,) = _batches(config, images, np.zeros(8, np.int64))
     assert sorted(map(bytes, batch.numpy())) == sorted(map(bytes, images))
+
+
+def test_epoch_hook_stops_training_and_best_weights_come_back() -> None:
+    rng = np.random.default_rng(2)
+    images, labels = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8), np.arange(64) % 10
+    config = TrainConfig(epochs=4, batch_size=32, workers=1)
+    seen: list[int] = []
+
+    def stop_after_two(epoch: int, val_loss: float, val_acc: float) -> bool:
+        seen.append(epoch)
+        return epoch == 2  # what a pruned Optuna trial returns
+
+    result = fit(build_model("reference", dropout=0.5), (images, labels), (images[:16], labels[:16]), config,
+                 device=torch.device("cpu"), on_epoch=stop_after_two)
+    assert seen == [1, 2] and len(result.history) == 2
+    assert result.best_epoch == 1 + int(np.argmin([h["val_loss"] for h in result.history]))
+    assert result.val_probs.shape == (16, 10)
 
 
 def test_tiny_cv_run_writes_everything(tiny_run: Path) -> None:
