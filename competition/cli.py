@@ -7,10 +7,13 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import RECIPES, TUNED_FILE, TrainConfig, load_tuned
 from .errors import UserError
+
+if TYPE_CHECKING:  # the data module pulls in pandas: imported where used, so --help stays fast
+    from .data import Digits
 
 # cv flags that map one-to-one onto TrainConfig fields (flag --batch-size -> field batch_size)
 CONFIG_FLAGS = {"folds": int, "epochs": int, "patience": int, "lr": float, "dropout": float, "batch_size": int,
@@ -55,26 +58,28 @@ def cmd_cv(args: argparse.Namespace) -> int:
     from .cv import run_cv
 
     config = train_config(args)
-    data = _read_limited(args.data, args.limit)
+    data = _read_limited(_data_path(args.data), args.limit)
     run_cv(data=data, out=args.out, config=config, force=args.force, only=args.fold)
     return 0
 
 
-def _read_limited(data_arg: Path | None, limit: int | None) -> Any:
-    from .data import read_train
+def _read_limited(path: Path, limit: int | None) -> Digits:
+    from .data import Digits, read_train
 
-    data = read_train(_data_path(data_arg))
+    data = read_train(path)
     if not limit:
         return data
-    return type(data)(images=data.images[:limit], labels=data.labels[:limit], source=f"{data.source}[:{limit}]")  # type: ignore[index]
+    assert data.labels is not None  # read_train guarantees labels
+    return Digits(images=data.images[:limit], labels=data.labels[:limit], source=f"{data.source}[:{limit}]")
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from .tune import run_tune
 
-    data = _read_limited(args.data, args.limit)
+    path = _data_path(args.data)
+    data = _read_limited(path, args.limit)
     folds = max(RECIPES["default"].folds, args.folds)
-    worker_args = ["--data", data.source.split(":")[0].split("[")[0], "--trials", str(args.trials), "--study", args.study,
+    worker_args = ["--data", str(path), "--trials", str(args.trials), "--study", args.study,
                    "--folds", str(args.folds), "--fold-epochs", str(args.fold_epochs), "--jobs", str(args.jobs), "--out", str(args.out)]
     worker_args += (["--storage", args.storage] if args.storage else []) + (["--timeout", str(args.timeout)] if args.timeout else [])
     worker_args += ["--limit", str(args.limit)] if args.limit else []
