@@ -30,45 +30,59 @@ def build_transforms(config: TrainConfig) -> list[A.BasicTransform]:
     return steps
 
 
-class EpochBatches(Sampler[tuple[int, np.ndarray]]):
-    """Yields (augmentation seed, row indices) per batch; a new shuffle each time it is iterated.
+Batch = tuple[int, np.ndarray, bool]  # (augmentation seed, row indices, augment or not)
+
+
+class EpochBatches(Sampler[Batch]):
+    """Yields one Batch per step; a new shuffle each time it is iterated (= each epoch).
 
     Seeding each batch from (seed, epoch, batch) makes augmentation reproducible whatever the
-    number of worker processes.
+    number of worker processes. Epochs from `augment_epochs` on are clean (not augmented).
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+    def __init__(self, n: int, batch_size: int, seed: int, augment_epochs: int) -> None:
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 0
+        self.augment_epochs = augment_epochs
 
     def __len__(self) -> int:
         return -(-self.n // self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+    def __iter__(self) -> Iterator[Batch]:
         rng = np.random.default_rng([self.seed, self.epoch])
+        augment = self.epoch < self.augment_epochs
         self.epoch += 1
         order = rng.permutation(self.n)
         for start in range(0, self.n, self.batch_size):
-            yield int(rng.integers(2**31)), order[start:start + self.batch_size]
+            yield int(rng.integers(2**31)), order[start:start + self.batch_size], augment
 
 
 class AugmentedBatches(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """dataset[(seed, indices)] -> (uint8 images (B, 28, 28), int64 labels (B,)), augmented."""
+    """dataset[(seed, indices, augment)] -> (uint8 images (B, 28, 28), int64 labels (B,))."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, config: TrainConfig) -> None:
-        self.images, self.labels = images, labels
+        self.images, self.labels, self.group = images, labels, config.aug_group
         self.transforms = build_transforms(config)
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, item: tuple[int, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
-        seed, index = item
+    def __getitem__(self, item: Batch) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        seed, index, augment = item
+        if not augment:
+            return torch.from_numpy(self.images[index]), torch.from_numpy(self.labels[index])
         for i, transform in enumerate(self.transforms):
             transform.set_random_seed(seed + i)
-        batch = self.images[index].copy()
+        n, group = len(index), self.group
+        # (n, 28, 28) -> (n / group, 28, 28, group): each group of images becomes the channels of one
+        # image, so one albumentations call warps them all with one random draw. The rows are freshly
+        # shuffled every epoch, so every image still sees independent draws from epoch to epoch.
+        stack = np.zeros((-(-n // group) * group, 28, 28), np.uint8)
+        stack[:n] = self.images[index]
+        groups = np.ascontiguousarray(stack.reshape(-1, group, 28, 28).transpose(0, 2, 3, 1))
         for transform in self.transforms:
-            for j in range(len(batch)):
-                batch[j] = transform(image=batch[j])["image"]
+            for j in range(len(groups)):
+                groups[j] = transform(image=groups[j])["image"].reshape(28, 28, group)
+        batch = np.ascontiguousarray(groups.transpose(0, 3, 1, 2).reshape(-1, 28, 28)[:n])
         return torch.from_numpy(batch), torch.from_numpy(self.labels[index])
 
 
@@ -79,7 +93,7 @@ def _quiet_worker(_: int) -> None:
 
 
 def make_loader(images: np.ndarray, labels: np.ndarray, config: TrainConfig, *, pin_memory: bool = False) -> DataLoader:
-    sampler = EpochBatches(len(images), config.batch_size, config.seed)
+    sampler = EpochBatches(len(images), config.batch_size, config.seed, config.epochs - config.clean_epochs)
     return DataLoader(
         AugmentedBatches(images, labels, config), sampler=sampler, batch_size=None,
         num_workers=config.workers, persistent_workers=config.workers > 0,

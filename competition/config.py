@@ -19,10 +19,10 @@ class TrainConfig:
     seed: int = 42  # fold split, weight init, augmentation and shuffling all derive from it
     epochs: int = 12  # upper bound per fold (~17 s each on 33.6k images, 2 cores); early stopping may end sooner
     patience: int = 5  # epochs without a lower validation loss before a fold stops
-    lr: float = 3e-3  # peak learning rate of Adam (the schedule's maximum)
+    lr: float = 4e-3  # peak learning rate of Adam (the schedule's maximum); `tune` on the full data: 0.0040
     schedule: str = "onecycle"  # "onecycle" (warm-up then cosine decay to ~0) or "constant"
     batch_size: int = 128  # images per optimiser step
-    dropout: float = 0.5  # before the last layer; the notebook used 0.5
+    dropout: float = 0.33  # before the last layer; the notebook used 0.5, `tune` on the full data 0.33
     weight_decay: float = 0.0  # Adam's L2 term; augmentation already regularises
     label_smoothing: float = 0.0  # cross-entropy target smoothing
     rotate: float = 10.0  # degrees, uniform in [-rotate, rotate]
@@ -30,6 +30,8 @@ class TrainConfig:
     scale: float = 0.1  # relative zoom, uniform in [1 - scale, 1 + scale]
     shear: float = 5.0  # degrees, uniform in [-shear, shear]
     elastic: float = 0.0  # probability of an elastic distortion per image
+    clean_epochs: int = 0  # last epochs without augmentation (He et al. 2019); 1 measured 99.46 vs 99.48 % OOF
+    aug_group: int = 4  # images per albumentations call, sharing one draw: 92 -> 21 us/image on this CPU
     time_budget: float = 0.0  # seconds of training per fold; 0 = no limit (for equal-cost comparisons)
     bf16: bool = True  # bfloat16 autocast: ~2x faster on AVX512-BF16 CPUs and on GPUs, same accuracy
     workers: int = 1  # augmentation processes beside the training loop (0 = in the loop)
@@ -53,6 +55,8 @@ class TrainConfig:
             "scale": 0 <= self.scale < 1,
             "shear": 0 <= self.shear < 45,
             "elastic": 0 <= self.elastic <= 1,
+            "clean_epochs": 0 <= self.clean_epochs <= self.epochs,
+            "aug_group": 1 <= self.aug_group <= 512,
             "time_budget": self.time_budget >= 0,
             "workers": self.workers >= 0,
             "schedule": self.schedule in ("onecycle", "constant"),

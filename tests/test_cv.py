@@ -56,11 +56,32 @@ def test_augmentation_is_reproducible_whatever_the_workers() -> None:
     assert not torch.equal(flat.sort(0).values, torch.from_numpy(images).reshape(40, -1).sort(0).values)
 
 
+def test_a_group_of_images_shares_one_warp_and_groups_differ() -> None:
+    digit = np.zeros((28, 28), np.uint8)
+    digit[6:22, 12:16] = 255  # a "1": any rotation, shift or shear shows
+    images, labels = np.repeat(digit[None], 10, axis=0), np.zeros(10, np.int64)
+    for group, distinct in ((4, 3), (1, 10)):  # 10 rows in groups of 4 = 3 draws (the last group padded)
+        (batch,) = _batches(TrainConfig(batch_size=10, workers=0, aug_group=group), images, labels)
+        assert batch.shape == (10, 28, 28)
+        assert len({bytes(img) for img in batch.numpy()}) == distinct
+
+
 def test_augmentation_off_leaves_images_as_they_are() -> None:
     images = np.random.default_rng(1).integers(0, 256, (8, 28, 28), dtype=np.uint8)
     config = TrainConfig(batch_size=8, workers=0, rotate=0, shift=0, scale=0, shear=0)
     (batch,) = _batches(config, images, np.zeros(8, np.int64))
     assert sorted(map(bytes, batch.numpy())) == sorted(map(bytes, images))
+
+
+def test_the_last_clean_epochs_see_the_images_unchanged() -> None:
+    rng = np.random.default_rng(3)
+    images = np.zeros((24, 28, 28), np.uint8)
+    images[:, 8:20, 10:18] = rng.integers(100, 256, (24, 12, 8))
+    loader = make_loader(images, np.zeros(24, np.int64), TrainConfig(epochs=3, clean_epochs=1, batch_size=8, workers=0))
+    originals = sorted(map(bytes, images))
+    for epoch in range(3):
+        seen = sorted(bytes(img) for batch, _ in loader for img in batch.numpy())
+        assert (seen == originals) == (epoch == 2)
 
 
 def test_epoch_hook_stops_training_and_best_weights_come_back() -> None:
