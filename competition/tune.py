@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -145,6 +146,31 @@ def _log_trial(log: Any) -> Any:
     return callback
 
 
+class Interrupt:
+    """Ctrl-C ends the study even when its KeyboardInterrupt lands where Python swallows it (a
+    destructor, e.g. a DataLoader shutting down its worker): the flag stops the study after the trial."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __enter__(self) -> Interrupt:
+        self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        signal.signal(signal.SIGINT, self.previous)
+        if self.seen and kind is None:
+            raise KeyboardInterrupt
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if self.seen:
+            study.stop()
+
+
 def run_tune(*, data: Digits, out: Path, base: TrainConfig, trials: int, timeout: float | None, storage: str | None,
              study_name: str, folds: int, cv_folds: int, fold_epochs: int, jobs: int, worker: bool = False,
              worker_args: list[str] | None = None, log: Any = tqdm.write) -> dict[str, Any]:
@@ -167,7 +193,8 @@ def run_tune(*, data: Digits, out: Path, base: TrainConfig, trials: int, timeout
     objective = make_objective(data, base, folds=folds, cv_folds=cv_folds, fold_epochs=fold_epochs)
     stop_at = optuna.study.MaxTrialsCallback(trials, states=DONE)
     if worker:
-        study.optimize(objective, n_trials=trials, timeout=timeout, callbacks=[stop_at, _log_trial(log)])
+        with Interrupt() as interrupt:
+            study.optimize(objective, n_trials=trials, timeout=timeout, callbacks=[stop_at, _log_trial(log), interrupt])
         return {}
     with local_lock(out) as alone:
         if alone and storage is None:  # trials a killed run left RUNNING can never finish: mark them failed
@@ -181,7 +208,9 @@ def run_tune(*, data: Digits, out: Path, base: TrainConfig, trials: int, timeout
                    for _ in range(jobs - 1)] if done < trials else []
         try:
             if done < trials:
-                study.optimize(objective, n_trials=trials - done, timeout=timeout, callbacks=[stop_at, _log_trial(log)])
+                with Interrupt() as interrupt:
+                    study.optimize(objective, n_trials=trials - done, timeout=timeout,
+                                   callbacks=[stop_at, _log_trial(log), interrupt])
         finally:
             for helper in helpers:
                 helper.wait()

@@ -17,7 +17,7 @@ import optuna
 import pytest
 from conftest import ROOT, SAMPLE, free_port, run_cli
 
-from competition.tune import DONE
+from competition.tune import DONE, Interrupt
 
 TINY = ["--data", str(SAMPLE), "--limit", "800", "--fold-epochs", "1"]
 
@@ -138,3 +138,19 @@ def test_two_workers_share_a_study_through_postgresql(postgres: str, tmp_path: P
     proc = run_cli("tune", *args, cwd=tmp_path)  # a later worker joins the same study: target reached, nothing to do
     assert proc.returncode == 0 and f"{len(trials)} finished trial(s), target 4" in proc.stdout + proc.stderr
     assert len(finished(postgres, "pg")) == len(trials)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed one
+def test_ctrl_c_swallowed_by_a_destructor_still_stops_the_study() -> None:
+    class Swallows:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGINT)  # the KeyboardInterrupt raised in here is only printed
+
+    def objective(trial: optuna.Trial) -> float:
+        Swallows()  # freed at once, as a DataLoader is when a trial's fit returns
+        return trial.suggest_float("x", 0, 1)
+
+    study = optuna.create_study()
+    with pytest.raises(KeyboardInterrupt), Interrupt() as interrupt:
+        study.optimize(objective, n_trials=5, callbacks=[interrupt])
+    assert len(study.trials) == 1
