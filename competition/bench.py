@@ -156,12 +156,11 @@ def main() -> None:
     parser.add_argument("--part", choices=["all", "cv", "demo"], default="all")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.part in ("all", "cv"):
-        (args.out / "report.json").write_text(json.dumps(bench_cv(args.data, args.out, args.folds), indent=2))
-        print((args.out / "report.json").read_text())
-    if args.part in ("all", "demo"):
-        (args.out / "demo.json").write_text(json.dumps(bench_demo(args.data, args.out, args.folds), indent=2))
-        print((args.out / "demo.json").read_text())
+    for part, name, bench in (("cv", "report.json", bench_cv), ("demo", "demo.json", bench_demo)):
+        if args.part in ("all", part):
+            text = json.dumps(bench(args.data, args.out, args.folds), indent=2)
+            (args.out / name).write_text(text)
+            print(text)
 
 
 if __name__ == "__main__":

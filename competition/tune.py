@@ -192,9 +192,13 @@ def run_tune(*, data: Digits, out: Path, base: TrainConfig, trials: int, timeout
         base = base.replace(workers=0)
     objective = make_objective(data, base, folds=folds, cv_folds=cv_folds, fold_epochs=fold_epochs)
     stop_at = optuna.study.MaxTrialsCallback(trials, states=DONE)
-    if worker:
+
+    def optimize(n_trials: int) -> None:
         with Interrupt() as interrupt:
-            study.optimize(objective, n_trials=trials, timeout=timeout, callbacks=[stop_at, _log_trial(log), interrupt])
+            study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=[stop_at, _log_trial(log), interrupt])
+
+    if worker:
+        optimize(trials)
         return {}
     with local_lock(out) as alone:
         if alone and storage is None:  # trials a killed run left RUNNING can never finish: mark them failed
@@ -208,9 +212,7 @@ def run_tune(*, data: Digits, out: Path, base: TrainConfig, trials: int, timeout
                    for _ in range(jobs - 1)] if done < trials else []
         try:
             if done < trials:
-                with Interrupt() as interrupt:
-                    study.optimize(objective, n_trials=trials - done, timeout=timeout,
-                                   callbacks=[stop_at, _log_trial(log), interrupt])
+                optimize(trials - done)
         finally:
             for helper in helpers:
                 helper.wait()
