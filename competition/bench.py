@@ -5,7 +5,10 @@ python -m competition.bench --data ../shared/data/digit-recognizer --out bench/
      images/s per fold, peak memory (largest process RSS);
   2. one fold with `--recipe seed` for the wall time of one default fold (equal-cost comparison);
   3. `submit` on a 28,000-row test file (Kaggle's size) with the K-fold ensemble;
-  4. (--part demo) the draw-a-digit path: a K-fold run on the bundled sample (train rows 0..9,999),
+  4. (--part step) one training step of the reference CNN (forward, backward, fused Adam) on random
+     data, images/s: fp32 and bf16 autocast, batch 128 and 256, and the notebook's op order
+     (ReLU before max-pool) against ours (after);
+  5. (--part demo) the draw-a-digit path: a K-fold run on the bundled sample (train rows 0..9,999),
      read back from sketchpad-like canvases of train rows 40,000..41,999 it never saw, per style,
      against the same digits as plain 28x28 images; server-side latency per drawing; and 8
      concurrent gradio_client users against a running demo.
@@ -19,13 +22,18 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from torch.nn import functional as F
 
 from .checkpoint import load_checkpoint
 from .data import read_test
+from .infer import bf16_helps
+from .model import ReferenceCNN
 
 
 def timed(cmd: list[str]) -> tuple[float, float]:
@@ -119,6 +127,47 @@ def bench_demo(data: Path, out: Path, folds: int, rows: int = 2000) -> dict[str,
             "concurrent_8_clients": {**percentiles(client_times), "answered": len(client_times), "sent": 8 * 25}}
 
 
+def notebook_order_forward(model: ReferenceCNN, x: torch.Tensor) -> torch.Tensor:
+    """The original notebook's ReferenceCNN.forward, op for op: conv -> relu -> pool, then `view`."""
+    x = F.max_pool2d(F.relu(model.conv1(x)), 2)
+    x = F.relu(model.conv2(x))
+    x = F.max_pool2d(F.relu(model.conv3(x)), 2)
+    x = x.view(-1, 128 * 7 * 7)
+    return model.fc2(model.dropout(F.relu(model.fc1(x))))
+
+
+def step_rate(*, batch: int, bf16: bool, forward: Callable | None) -> dict[str, object]:
+    """Training-step images/s of the reference CNN on random data (no augmentation, no loading), after 5 warm-up steps."""
+    torch.manual_seed(0)
+    model = ReferenceCNN(dropout=0.33).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    x = torch.randn(batch, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,))
+    emulated = bf16 and not bf16_helps(torch.device("cpu"))
+    steps = 3 if emulated else max(3, 4096 // batch)  # emulated bf16 is ~15x slower: a few steps tell
+    for i in range(5 + steps):
+        if i == 5:
+            start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(x) if forward is None else forward(model, x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return {"batch": batch, "bf16": bf16, "op_order": "ours" if forward is None else "notebook", "steps": steps,
+            "images_per_s": steps * batch / (time.perf_counter() - start)}
+
+
+def bench_step(data: Path, out: Path, folds: int) -> dict[str, object]:
+    rows = []
+    for batch in (128, 256):
+        for bf16 in (False, True):
+            for forward in (None, notebook_order_forward):
+                rows.append(step_rate(batch=batch, bf16=bf16, forward=forward))
+                print(rows[-1], flush=True)
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": bf16_helps(torch.device("cpu")),
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "steps": rows}
+
+
 def bench_cv(data: Path, out: Path, folds: int) -> dict[str, object]:
     py = [sys.executable, "-m", "competition"]
     run = out / "default"
@@ -153,10 +202,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="folder with train and test files")
     parser.add_argument("--out", type=Path, default=Path("bench"))
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--part", choices=["all", "cv", "demo"], default="all")
+    parser.add_argument("--part", choices=["all", "cv", "step", "demo"], default="all")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    for part, name, bench in (("cv", "report.json", bench_cv), ("demo", "demo.json", bench_demo)):
+    for part, name, bench in (("cv", "report.json", bench_cv), ("step", "step.json", bench_step), ("demo", "demo.json", bench_demo)):
         if args.part in ("all", part):
             text = json.dumps(bench(args.data, args.out, args.folds), indent=2)
             (args.out / name).write_text(text)

@@ -33,7 +33,7 @@ class TrainConfig:
     clean_epochs: int = 0  # last epochs without augmentation (He et al. 2019); 1 measured 99.46 vs 99.48 % OOF
     aug_group: int = 4  # images per albumentations call, sharing one draw: 92 -> 21 us/image on this CPU
     time_budget: float = 0.0  # seconds of training per fold; 0 = no limit (for equal-cost comparisons)
-    bf16: bool = True  # bfloat16 autocast: ~2x faster on AVX512-BF16 CPUs and on GPUs, same accuracy
+    bf16: bool = True  # bfloat16 autocast where the hardware has it (AVX512-BF16/AMX CPUs, GPUs): ~2x faster; fp32 elsewhere
     workers: int = 1  # augmentation processes beside the training loop (0 = in the loop)
 
     def replace(self, **changes: object) -> TrainConfig:

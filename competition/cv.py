@@ -17,7 +17,7 @@ from .checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import Digits
 from .errors import UserError
-from .infer import log_loss, pick_device
+from .infer import bf16_helps, log_loss, pick_device
 from .model import build_model
 from .train import fit
 
@@ -49,7 +49,8 @@ def run_cv(*, data: Digits, out: Path, config: TrainConfig, force: bool = False,
         raise UserError(f"--fold {only} is not in 1..{config.folds}")
     signature = fingerprint(data, config)
     device = pick_device()
-    log(f"cv: {len(data):,} images from {data.source}; {config.folds} folds; device {device}; out {out}")
+    precision = "bf16 autocast" if config.bf16 and bf16_helps(device) else "fp32"
+    log(f"cv: {len(data):,} images from {data.source}; {config.folds} folds; device {device} ({precision}); out {out}")
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     for fold, (train_idx, val_idx) in enumerate(tqdm(splits, desc="folds", unit="fold", dynamic_ncols=True), start=1):

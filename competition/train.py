@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from .augment import make_loader
 from .checkpoint import NOTEBOOK_NORM
 from .config import TrainConfig
-from .infer import log_loss, predict_proba, to_input
+from .infer import bf16_helps, log_loss, predict_proba, to_input
 
 # Called after every epoch with (epoch, val_loss, val_acc); returns True to stop now (Optuna pruning).
 # Stopping by return, not by raising, lets the loader's worker process shut down with the loop: an
@@ -45,7 +45,7 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     scheduler = None
     if config.schedule == "onecycle":
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.epochs * len(loader))
-    bf16 = config.bf16 and (device.type == "cpu" or torch.cuda.is_bf16_supported())
+    bf16 = config.bf16 and bf16_helps(device)
     history: list[dict[str, float]] = []
     best_loss, best_state, best_epoch, stale = float("inf"), copy.deepcopy(model.state_dict()), 0, 0
     start = time.perf_counter()

@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
+from competition.bench import notebook_order_forward
 from competition.checkpoint import NOTEBOOK_NORM, load_checkpoint, save_checkpoint
 from competition.config import TrainConfig
 from competition.errors import UserError
-from competition.infer import predict_proba, to_input
+from competition.infer import bf16_helps, predict_proba, to_input
 from competition.model import ReferenceCNN
 
 NOTEBOOK_KEYS = {"conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "conv3.weight", "conv3.bias",
@@ -33,6 +35,37 @@ def test_channels_last_gives_the_same_logits() -> None:
     expected = model(x)
     got = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_forward_and_gradients_equal_the_notebooks_op_order() -> None:
+    torch.manual_seed(2)
+    model = ReferenceCNN().eval()
+    x = torch.randn(6, 1, 28, 28)
+    y = torch.randint(0, 10, (6,))
+    grads = []
+    for forward in (model, lambda t: notebook_order_forward(model, t)):
+        model.zero_grad()
+        logits = forward(x)
+        F.cross_entropy(logits, y).backward()
+        grads.append((logits.detach(), [p.grad.clone() for p in model.parameters()]))
+    (ours, our_grads), (theirs, their_grads) = grads
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    for a, b in zip(our_grads, their_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_autocast_only_where_the_cpu_computes_bf16(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    # emulated bf16 ran 15x slower than fp32 on an AVX2-only CPU: fp32 there, whatever bf16=True asks
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    cpu = torch.device("cpu")
+    assert bf16_helps(cpu) is native
+    torch.manual_seed(3)
+    model = ReferenceCNN().eval()
+    images = np.random.default_rng(1).integers(0, 256, (4, 28, 28), dtype=np.uint8)
+    fp32 = predict_proba(model, images, NOTEBOOK_NORM, device=cpu, bf16=False)
+    asked = predict_proba(model, images, NOTEBOOK_NORM, device=cpu, bf16=True)
+    assert np.array_equal(asked, fp32) is not native  # bf16 rounding changes the probabilities
 
 
 def test_normalisation_matches_the_notebook() -> None:
