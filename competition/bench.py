@@ -128,11 +128,12 @@ def bench_demo(data: Path, out: Path, folds: int, rows: int = 2000) -> dict[str,
 
 
 def notebook_order_forward(model: ReferenceCNN, x: torch.Tensor) -> torch.Tensor:
-    """The original notebook's ReferenceCNN.forward, op for op: conv -> relu -> pool, then `view`."""
+    """The original notebook's ReferenceCNN.forward, op for op: conv -> relu -> pool. (It flattened with
+    `view`, which a channels_last tensor refuses; `reshape` does the same on either layout.)"""
     x = F.max_pool2d(F.relu(model.conv1(x)), 2)
     x = F.relu(model.conv2(x))
     x = F.max_pool2d(F.relu(model.conv3(x)), 2)
-    x = x.view(-1, 128 * 7 * 7)
+    x = x.reshape(x.shape[0], -1)
     return model.fc2(model.dropout(F.relu(model.fc1(x))))
 
 
@@ -157,15 +158,32 @@ def step_rate(*, batch: int, bf16: bool, forward: Callable | None) -> dict[str, 
             "images_per_s": steps * batch / (time.perf_counter() - start)}
 
 
+# Multiply-adds of one forward pass: conv1 28*28*32*9, conv2 14*14*64*32*9, conv3 14*14*128*64*9, fc1 6272*128,
+# fc2 128*10. A training step costs ~3 forwards (input and weight gradients; conv1 needs no input gradient).
+FORWARD_MACS = 28 * 28 * 32 * 9 + 14 * 14 * 64 * 32 * 9 + 14 * 14 * 128 * 64 * 9 + 6272 * 128 + 128 * 10
+TRAIN_MFLOP_PER_IMAGE = 2 * (3 * FORWARD_MACS - 28 * 28 * 32 * 9) / 1e6
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
+    """fp32 GFLOP/s of an n x n matrix product: what this CPU's cores can do at best, for scale."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
 def bench_step(data: Path, out: Path, folds: int) -> dict[str, object]:
-    rows = []
+    rows: list[dict[str, object]] = []
     for batch in (128, 256):
         for bf16 in (False, True):
             for forward in (None, notebook_order_forward):
                 rows.append(step_rate(batch=batch, bf16=bf16, forward=forward))
                 print(rows[-1], flush=True)
     return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": bf16_helps(torch.device("cpu")),
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "steps": rows}
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "fp32_matmul_gflops": matmul_gflops(),
+            "train_mflop_per_image": TRAIN_MFLOP_PER_IMAGE, "steps": rows}
 
 
 def bench_cv(data: Path, out: Path, folds: int) -> dict[str, object]:

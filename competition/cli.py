@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         field = TrainConfig.__dataclass_fields__[name]
         cv.add_argument(f"--{name.replace('_', '-')}", type=_non_negative(kind) if kind is not str else str,
                         help=f"(default {field.default})")
-    cv.add_argument("--no-bf16", action="store_true", help="train in float32 (slower on CPU)")
+    cv.add_argument("--no-bf16", action="store_true", help="train in float32 even where the hardware computes bf16 (slower there)")
     cv.add_argument("--no-tuned", action="store_true", help=f"ignore {TUNED_FILE}")
     cv.add_argument("--limit", type=_non_negative(int), help="use only the first N rows (quick trials)")
     cv.add_argument("--fold", type=_non_negative(int), help="train only this fold (1..K), e.g. one per machine")
