@@ -145,7 +145,7 @@ def step_rate(*, batch: int, bf16: bool, forward: Callable | None) -> dict[str, 
     x = torch.randn(batch, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
     emulated = bf16 and not bf16_helps(torch.device("cpu"))
-    steps = 3 if emulated else max(3, 4096 // batch)  # emulated bf16 is ~15x slower: a few steps tell
+    steps = 3 if emulated else max(3, 4096 // batch)  # emulated bf16 is ~11x slower: a few steps tell
     for i in range(5 + steps):
         if i == 5:
             start = time.perf_counter()
