@@ -8,7 +8,10 @@ python -m competition.bench --data ../shared/data/digit-recognizer --out bench/
   4. (--part step) one training step of the reference CNN (forward, backward, fused Adam) on random
      data, images/s: fp32 and bf16 autocast, batch 128 and 256, and the notebook's op order
      (ReLU before max-pool) against ours (after);
-  5. (--part demo) the draw-a-digit path: a K-fold run on the bundled sample (train rows 0..9,999),
+  5. (--part tta) every finished cv run in --out on this train file (step 1's, and e.g. a 5-epoch
+     one), with and without test-time augmentation: OOF accuracy (each row predicted by the model
+     that never saw it) and in-process inference time of the K models on 28,000 rows;
+  6. (--part demo) the draw-a-digit path: a K-fold run on the bundled sample (train rows 0..9,999),
      read back from sketchpad-like canvases of train rows 40,000..41,999 it never saw, per style,
      against the same digits as plain 28x28 images; server-side latency per drawing; and 8
      concurrent gradio_client users against a running demo.
@@ -31,8 +34,9 @@ import torch
 from torch.nn import functional as F
 
 from .checkpoint import load_checkpoint
-from .data import read_test
-from .infer import bf16_helps
+from .data import read_test, read_train
+from .ensemble import Ensemble
+from .infer import TTA_ROTATIONS, bf16_helps, predict_proba
 from .model import ReferenceCNN
 
 
@@ -59,8 +63,7 @@ def bench_demo(data: Path, out: Path, folds: int, rows: int = 2000) -> dict[str,
     from PIL import Image
 
     from .canvas import STYLES, random_canvas
-    from .data import SAMPLE_DIR, read_train
-    from .ensemble import Ensemble
+    from .data import SAMPLE_DIR
     from .recognize import recognize
 
     run = out / "sample"
@@ -186,6 +189,39 @@ def bench_step(data: Path, out: Path, folds: int) -> dict[str, object]:
             "train_mflop_per_image": TRAIN_MFLOP_PER_IMAGE, "steps": rows}
 
 
+def test_28k(data: Path) -> np.ndarray:
+    """The test file's images repeated to 28,000 rows, Kaggle's test.csv size: (28000, 28, 28) uint8."""
+    test = read_test(data)
+    return test.images[np.resize(np.arange(len(test)), 28_000)]
+
+
+def bench_tta(data: Path, out: Path, folds: int) -> dict[str, dict[str, object]]:
+    train, test = read_train(data), test_28k(data)
+    assert train.labels is not None
+    runs = sorted(p.parent for p in out.glob("*/cv_report.json") if json.loads(p.read_text())["rows"] == len(train))
+    if not runs:
+        sys.exit(f"bench: no finished cv run on {len(train):,} rows in {out}; run --part cv first")
+    return {run.name: tta_effect(run, train.images, train.labels, test) for run in runs}
+
+
+def tta_effect(run: Path, images: np.ndarray, labels: np.ndarray, test: np.ndarray) -> dict[str, object]:
+    members = Ensemble.load(run).members  # channels_last, as submit runs them
+    report: dict[str, object] = {"models": str(run), "rows": len(images), "tta_views": 1 + len(TTA_ROTATIONS)}
+    for tta in (False, True):
+        oof = np.zeros((len(images), 10), np.float32)
+        for ck in members:
+            rows = np.asarray(ck.extra["oof_index"])
+            oof[rows] = predict_proba(ck.model, images[rows], ck.normalize, bf16=ck.config.bf16, tta=tta)
+        start = time.perf_counter()
+        for ck in members:
+            predict_proba(ck.model, test, ck.normalize, bf16=ck.config.bf16, tta=tta)
+        errors = int((oof.argmax(1) != labels).sum())
+        report["tta" if tta else "plain"] = {"oof_accuracy": 1 - errors / len(images), "oof_errors": errors,
+                                             "predict_28k_seconds": time.perf_counter() - start}
+        print(report, flush=True)
+    return report
+
+
 def bench_cv(data: Path, out: Path, folds: int) -> dict[str, object]:
     py = [sys.executable, "-m", "competition"]
     run = out / "default"
@@ -205,10 +241,8 @@ def bench_cv(data: Path, out: Path, folds: int) -> dict[str, object]:
     report["seed_fold1_equal_time"] = {"budget_seconds": fold_seconds, **seed}
     report["default_fold1"] = cv["folds"][0]
 
-    test = read_test(data)
-    rows = np.resize(np.arange(len(test)), 28_000)  # Kaggle's test.csv has 28,000 rows
     big = out / "test28k.csv"
-    frame = pd.DataFrame(test.images.reshape(len(test), -1)[rows], columns=[f"pixel{i}" for i in range(784)])
+    frame = pd.DataFrame(test_28k(data).reshape(28_000, -1), columns=[f"pixel{i}" for i in range(784)])
     frame.to_csv(big, index=False)
     wall, rss = timed(py + ["submit", "--models", str(run), "--data", str(big), "--out", str(out / "submission.csv")])
     report["submit_28k"] = {"wall_seconds": wall, "peak_rss_gb": rss, "models": folds}
@@ -220,10 +254,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="folder with train and test files")
     parser.add_argument("--out", type=Path, default=Path("bench"))
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--part", choices=["all", "cv", "step", "demo"], default="all")
+    parser.add_argument("--part", choices=["all", "cv", "tta", "step", "demo"], default="all")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    for part, name, bench in (("cv", "report.json", bench_cv), ("step", "step.json", bench_step), ("demo", "demo.json", bench_demo)):
+    parts = (("cv", "report.json", bench_cv), ("tta", "tta.json", bench_tta), ("step", "step.json", bench_step),
+             ("demo", "demo.json", bench_demo))
+    for part, name, bench in parts:
         if args.part in ("all", part):
             text = json.dumps(bench(args.data, args.out, args.folds), indent=2)
             (args.out / name).write_text(text)

@@ -52,6 +52,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     explicit = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
     if args.no_bf16:
         explicit["bf16"] = False
+    if args.tta:
+        explicit["tta"] = True
     return config.replace(**explicit).validate()
 
 
@@ -170,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
         cv.add_argument(f"--{name.replace('_', '-')}", type=_non_negative(kind) if kind is not str else str,
                         help=f"(default {field.default})")
     cv.add_argument("--no-bf16", action="store_true", help="train in float32 even where the hardware computes bf16 (slower there)")
+    cv.add_argument("--tta", action="store_true",
+                    help="the models predict from 3 views (as is, rotated +-6 deg): OOF, submit, evaluate, predict, demo")
     cv.add_argument("--no-tuned", action="store_true", help=f"ignore {TUNED_FILE}")
     cv.add_argument("--limit", type=_non_negative(int), help="use only the first N rows (quick trials)")
     cv.add_argument("--fold", type=_non_negative(int), help="train only this fold (1..K), e.g. one per machine")

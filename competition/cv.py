@@ -49,7 +49,7 @@ def run_cv(*, data: Digits, out: Path, config: TrainConfig, force: bool = False,
         raise UserError(f"--fold {only} is not in 1..{config.folds}")
     signature = fingerprint(data, config)
     device = pick_device()
-    precision = "bf16 autocast" if config.bf16 and bf16_helps(device) else "fp32"
+    precision = ("bf16 autocast" if config.bf16 and bf16_helps(device) else "fp32") + (", TTA 3 views" if config.tta else "")
     log(f"cv: {len(data):,} images from {data.source}; {config.folds} folds; device {device} ({precision}); out {out}")
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -28,7 +28,7 @@ class Ensemble:
 
     def member_probs(self, images: np.ndarray) -> np.ndarray:
         """(models, N, 10) softmax of each member for uint8 images (N, 28, 28)."""
-        return np.stack([predict_proba(m.model, images, m.normalize, bf16=m.config.bf16) for m in self.members])
+        return np.stack([predict_proba(m.model, images, m.normalize, bf16=m.config.bf16, tta=m.config.tta) for m in self.members])
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """(N, 10) mean of the members' softmax."""

@@ -85,7 +85,7 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
             break
     bar.close()
     model.load_state_dict(best_state)
-    probs = predict_proba(model, val[0], NOTEBOOK_NORM, device=device, bf16=bf16)
+    probs = predict_proba(model, val[0], NOTEBOOK_NORM, device=device, bf16=bf16, tta=config.tta)  # the OOF predictions
     seconds = time.perf_counter() - start
     return FitResult(
         history=history, best_epoch=best_epoch, val_probs=probs,

@@ -101,6 +101,21 @@ def test_epoch_hook_stops_training_and_best_weights_come_back() -> None:
     assert result.val_probs.shape == (16, 10)
 
 
+def test_tta_makes_the_oof_predictions_and_is_a_cv_flag() -> None:
+    from competition.cli import build_parser, train_config
+    from competition.infer import predict_proba
+
+    assert train_config(build_parser().parse_args(["cv", "--tta", "--no-tuned"])).tta is True
+    assert train_config(build_parser().parse_args(["cv", "--no-tuned"])).tta is False
+    rng = np.random.default_rng(3)
+    images, labels = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8), np.arange(64) % 10
+    model = build_model("reference", dropout=0.5)
+    result = fit(model, (images, labels), (images[:16], labels[:16]), TrainConfig(epochs=1, batch_size=32, tta=True),
+                 device=torch.device("cpu"))
+    np.testing.assert_allclose(result.val_probs, predict_proba(model, images[:16], {"mean": 0.5, "std": 0.5}, tta=True),
+                               rtol=1e-5, atol=1e-7)
+
+
 def test_tiny_cv_run_writes_everything(tiny_run: Path) -> None:
     report = json.loads((tiny_run / "cv_report.json").read_text())
     assert {"oof_accuracy", "oof_loss", "fold_acc_mean", "fold_acc_std", "folds", "wall_seconds"} <= set(report)

@@ -13,8 +13,9 @@ from torch.nn import functional as F
 from competition.bench import notebook_order_forward
 from competition.checkpoint import NOTEBOOK_NORM, load_checkpoint, save_checkpoint
 from competition.config import TrainConfig
+from competition.ensemble import Ensemble
 from competition.errors import UserError
-from competition.infer import bf16_helps, predict_proba, to_input
+from competition.infer import TTA_ROTATIONS, bf16_helps, predict_proba, rotate, to_input
 from competition.model import ReferenceCNN
 
 NOTEBOOK_KEYS = {"conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "conv3.weight", "conv3.bias",
@@ -124,3 +125,32 @@ def test_loader_never_runs_code_and_rejects_junk(tmp_path: Path, capsys: pytest.
         load_checkpoint(wrong)
     with pytest.raises(UserError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_rotate_turns_anticlockwise_about_the_centre() -> None:
+    images = np.random.default_rng(4).integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    assert np.array_equal(rotate(images, 0.0), images)
+    assert np.array_equal(rotate(images, 90.0), np.rot90(images, 1, axes=(1, 2)))  # exact: pixels land on pixels
+    assert rotate(images[:0], 6.0).shape == (0, 28, 28)
+
+
+def test_tta_averages_the_image_and_its_rotations() -> None:
+    torch.manual_seed(5)
+    model = ReferenceCNN().eval()
+    images = np.random.default_rng(5).integers(0, 256, (6, 28, 28), dtype=np.uint8)
+    views = [images] + [rotate(images, d) for d in TTA_ROTATIONS]
+    expected = np.mean([predict_proba(model, v, NOTEBOOK_NORM, bf16=False) for v in views], axis=0)
+    got = predict_proba(model, images, NOTEBOOK_NORM, bf16=False, tta=True)
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert not np.allclose(got, predict_proba(model, images, NOTEBOOK_NORM, bf16=False))
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_the_ensemble_predicts_as_the_checkpoint_says(tmp_path: Path, tta: bool) -> None:
+    # OOF accuracy is measured with the config's tta; submit, evaluate, predict and the demo must match it
+    torch.manual_seed(6)
+    model = ReferenceCNN().eval()
+    save_checkpoint(tmp_path / "fold1.pt", model, TrainConfig(tta=tta, bf16=False), fold=1, metrics={}, extra={})
+    images = np.random.default_rng(6).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    expected = predict_proba(model, images, NOTEBOOK_NORM, bf16=False, tta=tta)
+    np.testing.assert_allclose(Ensemble.load(tmp_path).predict_proba(images), expected, rtol=1e-5, atol=1e-7)
