@@ -36,7 +36,7 @@ from torch.nn import functional as F
 from .checkpoint import load_checkpoint
 from .data import read_test, read_train
 from .ensemble import Ensemble
-from .infer import TTA_ROTATIONS, bf16_helps, predict_proba
+from .infer import TTA_ROTATIONS, bf16_helps, predict_proba, predict_views, tta_views
 from .model import ReferenceCNN
 
 
@@ -189,14 +189,14 @@ def bench_step(data: Path, out: Path, folds: int) -> dict[str, object]:
             "train_mflop_per_image": TRAIN_MFLOP_PER_IMAGE, "steps": rows}
 
 
-def test_28k(data: Path) -> np.ndarray:
+def kaggle_sized_test(data: Path) -> np.ndarray:
     """The test file's images repeated to 28,000 rows, Kaggle's test.csv size: (28000, 28, 28) uint8."""
     test = read_test(data)
     return test.images[np.resize(np.arange(len(test)), 28_000)]
 
 
 def bench_tta(data: Path, out: Path, folds: int) -> dict[str, dict[str, object]]:
-    train, test = read_train(data), test_28k(data)
+    train, test = read_train(data), kaggle_sized_test(data)
     assert train.labels is not None
     runs = sorted(p.parent for p in out.glob("*/cv_report.json") if json.loads(p.read_text())["rows"] == len(train))
     if not runs:
@@ -213,8 +213,9 @@ def tta_effect(run: Path, images: np.ndarray, labels: np.ndarray, test: np.ndarr
             rows = np.asarray(ck.extra["oof_index"])
             oof[rows] = predict_proba(ck.model, images[rows], ck.normalize, bf16=ck.config.bf16, tta=tta)
         start = time.perf_counter()
+        views = tta_views(test) if tta else [test]  # as Ensemble.member_probs: rotated once for all models
         for ck in members:
-            predict_proba(ck.model, test, ck.normalize, bf16=ck.config.bf16, tta=tta)
+            predict_views(ck.model, views, ck.normalize, bf16=ck.config.bf16)
         errors = int((oof.argmax(1) != labels).sum())
         report["tta" if tta else "plain"] = {"oof_accuracy": 1 - errors / len(images), "oof_errors": errors,
                                              "predict_28k_seconds": time.perf_counter() - start}
@@ -242,7 +243,7 @@ def bench_cv(data: Path, out: Path, folds: int) -> dict[str, object]:
     report["default_fold1"] = cv["folds"][0]
 
     big = out / "test28k.csv"
-    frame = pd.DataFrame(test_28k(data).reshape(28_000, -1), columns=[f"pixel{i}" for i in range(784)])
+    frame = pd.DataFrame(kaggle_sized_test(data).reshape(28_000, -1), columns=[f"pixel{i}" for i in range(784)])
     frame.to_csv(big, index=False)
     wall, rss = timed(py + ["submit", "--models", str(run), "--data", str(big), "--out", str(out / "submission.csv")])
     report["submit_28k"] = {"wall_seconds": wall, "peak_rss_gb": rss, "models": folds}

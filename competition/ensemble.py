@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .checkpoint import Checkpoint, find_checkpoints, load_checkpoint
-from .infer import pick_device, predict_proba
+from .infer import pick_device, predict_views, tta_views
 
 
 @dataclass
@@ -27,8 +27,10 @@ class Ensemble:
         return cls(members=members, source=Path(models))
 
     def member_probs(self, images: np.ndarray) -> np.ndarray:
-        """(models, N, 10) softmax of each member for uint8 images (N, 28, 28)."""
-        return np.stack([predict_proba(m.model, images, m.normalize, bf16=m.config.bf16, tta=m.config.tta) for m in self.members])
+        """(models, N, 10) softmax of each member for uint8 images (N, 28, 28), with TTA where its config says."""
+        views = tta_views(images) if any(m.config.tta for m in self.members) else [images]  # rotated once for all
+        return np.stack([predict_views(m.model, views if m.config.tta else [images], m.normalize, bf16=m.config.bf16)
+                         for m in self.members])
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """(N, 10) mean of the members' softmax."""

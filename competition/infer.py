@@ -45,14 +45,23 @@ def rotate(images: np.ndarray, degrees: float) -> np.ndarray:
                      for image in images]) if len(images) else images
 
 
+def tta_views(images: np.ndarray) -> list[np.ndarray]:
+    """The images as they are, then rotated by each of TTA_ROTATIONS: [(N, 28, 28) uint8, ...]."""
+    return [images] + [rotate(images, degrees) for degrees in TTA_ROTATIONS]
+
+
 def predict_proba(model: nn.Module, images: np.ndarray, normalize: dict[str, float], *,
                   device: torch.device | None = None, bf16: bool = True, tta: bool = False) -> np.ndarray:
     """Softmax probabilities (N, 10) float32 for uint8 images (N, 28, 28).
 
-    bf16: use bfloat16 autocast where it helps (see bf16_helps). tta: average over the image and its
-    TTA_ROTATIONS (3x the work).
+    bf16: use bfloat16 autocast where it helps (see bf16_helps). tta: average over tta_views (3x the work).
     """
-    views = [images] + [rotate(images, degrees) for degrees in TTA_ROTATIONS] if tta else [images]
+    return predict_views(model, tta_views(images) if tta else [images], normalize, device=device, bf16=bf16)
+
+
+def predict_views(model: nn.Module, views: list[np.ndarray], normalize: dict[str, float], *,
+                  device: torch.device | None = None, bf16: bool = True) -> np.ndarray:
+    """(N, 10) softmax averaged over views of the same N images (made once, shared by an ensemble's members)."""
     return np.mean([_softmax(model, view, normalize, device=device, bf16=bf16) for view in views], axis=0)
 
 

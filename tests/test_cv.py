@@ -102,6 +102,7 @@ def test_epoch_hook_stops_training_and_best_weights_come_back() -> None:
 
 
 def test_tta_makes_the_oof_predictions_and_is_a_cv_flag() -> None:
+    from competition.checkpoint import NOTEBOOK_NORM
     from competition.cli import build_parser, train_config
     from competition.infer import predict_proba
 
@@ -112,7 +113,7 @@ def test_tta_makes_the_oof_predictions_and_is_a_cv_flag() -> None:
     model = build_model("reference", dropout=0.5)
     result = fit(model, (images, labels), (images[:16], labels[:16]), TrainConfig(epochs=1, batch_size=32, tta=True),
                  device=torch.device("cpu"))
-    np.testing.assert_allclose(result.val_probs, predict_proba(model, images[:16], {"mean": 0.5, "std": 0.5}, tta=True),
+    np.testing.assert_allclose(result.val_probs, predict_proba(model, images[:16], NOTEBOOK_NORM, tta=True),
                                rtol=1e-5, atol=1e-7)
 
 
