@@ -47,7 +47,7 @@ data: $(VENV)/.installed
 	$(PY) -m competition data $(if $(SRC),--src $(SRC))
 
 test: $(VENV)/.installed-test
-	$(PY) -m ruff check competition tests
+	$(PY) -m ruff check competition tests notebooks
 	$(PY) -m mypy
 	$(PY) -m pytest -q $(ARGS)
 
