@@ -36,7 +36,7 @@ from torch.nn import functional as F
 from .checkpoint import load_checkpoint
 from .data import read_test, read_train
 from .ensemble import Ensemble
-from .infer import TTA_ROTATIONS, bf16_helps, predict_proba, predict_views, tta_views
+from .infer import TTA_ROTATIONS, bf16_helps, predict_proba
 from .model import ReferenceCNN
 
 
@@ -205,17 +205,15 @@ def bench_tta(data: Path, out: Path, folds: int) -> dict[str, dict[str, object]]
 
 
 def tta_effect(run: Path, images: np.ndarray, labels: np.ndarray, test: np.ndarray) -> dict[str, object]:
-    members = Ensemble.load(run).members  # channels_last, as submit runs them
+    ensemble = Ensemble.load(run)  # as submit runs it
     report: dict[str, object] = {"models": str(run), "rows": len(images), "tta_views": 1 + len(TTA_ROTATIONS)}
     for tta in (False, True):
         oof = np.zeros((len(images), 10), np.float32)
-        for ck in members:
+        for ck in ensemble.members:
             rows = np.asarray(ck.extra["oof_index"])
             oof[rows] = predict_proba(ck.model, images[rows], ck.normalize, bf16=ck.config.bf16, tta=tta)
         start = time.perf_counter()
-        views = tta_views(test) if tta else [test]  # as Ensemble.member_probs: rotated once for all models
-        for ck in members:
-            predict_views(ck.model, views, ck.normalize, bf16=ck.config.bf16)
+        ensemble.member_probs(test, tta=tta)
         errors = int((oof.argmax(1) != labels).sum())
         report["tta" if tta else "plain"] = {"oof_accuracy": 1 - errors / len(images), "oof_errors": errors,
                                              "predict_28k_seconds": time.perf_counter() - start}

@@ -26,11 +26,15 @@ class Ensemble:
             member.model.to(device).to(memory_format=torch.channels_last)  # matches infer.to_input's layout
         return cls(members=members, source=Path(models))
 
-    def member_probs(self, images: np.ndarray) -> np.ndarray:
-        """(models, N, 10) softmax of each member for uint8 images (N, 28, 28), with TTA where its config says."""
-        views = tta_views(images) if any(m.config.tta for m in self.members) else [images]  # rotated once for all
-        return np.stack([predict_views(m.model, views if m.config.tta else [images], m.normalize, bf16=m.config.bf16)
-                         for m in self.members])
+    def member_probs(self, images: np.ndarray, *, tta: bool | None = None) -> np.ndarray:
+        """(models, N, 10) softmax of each member for uint8 images (N, 28, 28).
+
+        tta: None = as each member's config says (what its OOF score measured); True/False for all (comparisons).
+        """
+        uses = [m.config.tta if tta is None else tta for m in self.members]
+        views = tta_views(images) if any(uses) else [images]  # rotated once for all members
+        return np.stack([predict_views(m.model, views if use else [images], m.normalize, bf16=m.config.bf16)
+                         for m, use in zip(self.members, uses)])
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """(N, 10) mean of the members' softmax."""

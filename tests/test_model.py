@@ -154,3 +154,5 @@ def test_the_ensemble_predicts_as_the_checkpoint_says(tmp_path: Path, tta: bool)
     images = np.random.default_rng(6).integers(0, 256, (5, 28, 28), dtype=np.uint8)
     expected = predict_proba(model, images, NOTEBOOK_NORM, bf16=False, tta=tta)
     np.testing.assert_allclose(Ensemble.load(tmp_path).predict_proba(images), expected, rtol=1e-5, atol=1e-7)
+    overridden = predict_proba(model, images, NOTEBOOK_NORM, bf16=False, tta=not tta)  # bench compares both ways
+    np.testing.assert_allclose(Ensemble.load(tmp_path).member_probs(images, tta=not tta)[0], overridden, rtol=1e-5, atol=1e-7)
