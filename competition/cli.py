@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # the data module pulls in pandas: imported where used, so --
 # cv flags that map one-to-one onto TrainConfig fields (flag --batch-size -> field batch_size)
 CONFIG_FLAGS = {"folds": int, "epochs": int, "patience": int, "lr": float, "dropout": float, "batch_size": int,
                 "seed": int, "time_budget": float, "workers": int, "elastic": float, "schedule": str,
-                "label_smoothing": float, "clean_epochs": int}
+                "label_smoothing": float, "clean_epochs": int, "weight_decay": float}
 
 
 def _data_path(value: Path | None) -> Path:

@@ -23,7 +23,7 @@ class TrainConfig:
     schedule: str = "onecycle"  # "onecycle" (warm-up then cosine decay to ~0) or "constant"
     batch_size: int = 128  # images per optimiser step
     dropout: float = 0.33  # before the last layer; the notebook used 0.5, `tune` on the full data 0.33
-    weight_decay: float = 0.0  # Adam's L2 term; augmentation already regularises
+    weight_decay: float = 1e-4  # Adam's L2 term: 1e-4 made fewer OOF errors than 0 on 7 of 7 splits (README, GPU sweep)
     label_smoothing: float = 0.0  # cross-entropy target smoothing
     rotate: float = 10.0  # degrees, uniform in [-rotate, rotate]
     shift: float = 0.08  # fraction of the image side, uniform in [-shift, shift] per axis
@@ -81,10 +81,10 @@ class TrainConfig:
         return cls(**{k: v for k, v in values.items() if k in known})  # type: ignore[arg-type]
 
 
-# The original notebook's settings, for comparison: Adam 1e-3, batch 64, rotation 15 deg only,
-# patience 10, up to 100 epochs, fp32.
+# The original notebook's settings, for comparison: Adam 1e-3 without weight decay, batch 64, rotation
+# 15 deg only, patience 10, up to 100 epochs, fp32.
 SEED_RECIPE = TrainConfig(
-    epochs=100, patience=10, lr=1e-3, schedule="constant", batch_size=64,
+    epochs=100, patience=10, lr=1e-3, schedule="constant", batch_size=64, weight_decay=0.0,
     rotate=15.0, shift=0.0, scale=0.0, shear=0.0, bf16=False,
 )
 RECIPES: dict[str, TrainConfig] = {"default": TrainConfig(), "seed": SEED_RECIPE}

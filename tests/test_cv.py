@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,31 @@ def test_tta_makes_the_oof_predictions_and_is_a_cv_flag() -> None:
                  device=torch.device("cpu"))
     np.testing.assert_allclose(result.val_probs, predict_proba(model, images[:16], NOTEBOOK_NORM, tta=True),
                                rtol=1e-5, atol=1e-7)
+
+
+def test_every_cv_flag_reaches_the_config_and_the_seed_recipe_is_the_notebooks() -> None:
+    from competition.cli import CONFIG_FLAGS, build_parser, train_config
+
+    values = {int: "3", float: "0.25", str: "constant"}
+    for name, kind in CONFIG_FLAGS.items():
+        args = build_parser().parse_args(["cv", "--no-tuned", f"--{name.replace('_', '-')}", values[kind]])
+        assert getattr(train_config(args), name) == kind(values[kind]), name
+    seed = train_config(build_parser().parse_args(["cv", "--no-tuned", "--recipe", "seed"]))
+    # The notebook: Adam(lr=1e-3) without weight decay, batch 64, RandomRotation(15), patience 10, 100 epochs.
+    assert (seed.lr, seed.weight_decay, seed.batch_size, seed.rotate, seed.shift, seed.patience, seed.epochs) == (
+        1e-3, 0.0, 64, 15.0, 0.0, 10, 100)
+
+
+def test_importing_the_package_asks_no_network() -> None:
+    """albumentations asks PyPI for its latest version on import unless NO_ALBUMENTATIONS_UPDATE is set."""
+    code = ("import sys\n"
+            "calls = []\n"
+            "sys.addaudithook(lambda event, args: calls.append(event) if event.startswith('socket.') else None)\n"
+            "import competition.cv, competition.tune, competition.app\n"
+            "print(sorted(set(calls)))\n")
+    env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.strip() == "[]", done.stdout
 
 
 def test_tiny_cv_run_writes_everything(tiny_run: Path) -> None:
