@@ -4,7 +4,10 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-RUN    ?= default
+# models/sample while the data is the bundled sample, models/default once `make data` has filled data/ (the same
+# files competition.data.default_data_dir looks for) or DATA= names other data: so a run trained on the sample is
+# never what `make submit` sends for the full test file.
+RUN    ?= $(if $(DATA)$(wildcard data/train.csv data/train.csv.gz data/digit-recognizer.zip),default,sample)
 OUT    ?= submissions/submission.csv
 
 data_flag = $(if $(DATA),--data $(DATA))

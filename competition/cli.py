@@ -41,13 +41,22 @@ def _models_path(value: Path | None) -> Path:
     return run
 
 
-def train_config(args: argparse.Namespace) -> TrainConfig:
-    """Recipe, then tuned parameters (default recipe only, unless --no-tuned), then explicit flags."""
+def train_config(args: argparse.Namespace, *, data: Path | None = None) -> TrainConfig:
+    """Recipe, then tuned parameters (default recipe only, unless --no-tuned), then explicit flags.
+
+    Parameters tuned on the bundled sample are not used for other data (`data`): they did not transfer (README).
+    """
+    from .data import is_sample
+
     config = RECIPES[args.recipe]
     if args.recipe == "default" and not args.no_tuned:
-        tuned = load_tuned(TUNED_FILE)
-        if tuned:
-            print(f"cv: using tuned parameters from {TUNED_FILE}: {tuned} (--no-tuned ignores them)")
+        tuned, tuned_on = load_tuned(TUNED_FILE)
+        if tuned and is_sample(tuned_on) and data is not None and not is_sample(data):
+            print(f"cv: not using {TUNED_FILE}: tuned on the bundled sample ({tuned_on}), not on {data}; "
+                  f"`make tune` on this data writes parameters for it")
+        elif tuned:
+            print(f"cv: using tuned parameters from {TUNED_FILE}: {tuned}" + (f", tuned on {tuned_on}" if tuned_on else "")
+                  + " (--no-tuned ignores them)")
             config = config.replace(**tuned)
     explicit = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
     if args.no_bf16:
@@ -60,8 +69,9 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 def cmd_cv(args: argparse.Namespace) -> int:
     from .cv import run_cv
 
-    config = train_config(args)
-    data = _read_limited(_data_path(args.data), args.limit)
+    path = _data_path(args.data)
+    config = train_config(args, data=path)
+    data = _read_limited(path, args.limit)
     run_cv(data=data, out=args.out, config=config, force=args.force, only=args.fold)
     return 0
 

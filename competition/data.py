@@ -39,6 +39,12 @@ def default_data_dir() -> Path:
     return SAMPLE_DIR
 
 
+def is_sample(source: str | Path) -> bool:
+    """Whether a data path or a Digits.source (maybe with a zip member or a row limit after it) is the bundled sample."""
+    path = Path(source)
+    return SAMPLE_DIR.resolve() in (path.resolve(), path.parent.resolve())
+
+
 def _locate(path: Path, kind: str) -> tuple[Path, str | None]:
     """Resolve a user path to (file, zip member or None) for kind 'train' or 'test'."""
     if path.is_dir():

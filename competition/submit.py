@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .checkpoint import atomic_write
-from .data import read_test, read_train
+from .data import is_sample, read_test, read_train
 from .ensemble import Ensemble
 from .infer import log_loss
 
@@ -30,6 +31,12 @@ def write_submission(*, models: Path, data: Path, out: Path, log: Any = print) -
     test = read_test(data)
     ensemble = Ensemble.load(models)
     log(f"submit: {len(test):,} images from {test.source}; {len(ensemble.members)} model(s) from {models}")
+    sample_trained = sorted({str(m.extra["data"]) for m in ensemble.members if is_sample(str(m.extra.get("data", "")))})
+    if sample_trained and not is_sample(test.source):
+        # the trap: `make submit` on a fresh clone trains on the sample; a later submission for the full test file
+        # would quietly send those models (~98.9 % instead of ~99.5 %)
+        print(f"submit: warning: {models} was trained on the bundled sample ({', '.join(sample_trained)}), not on the "
+              f"full train file; train on it first (`make cv` once `make data` has filled data/)", file=sys.stderr)
     labels = ensemble.predict_proba(test.images).argmax(1)
     frame = pd.DataFrame({"ImageId": np.arange(1, len(test) + 1), "Label": labels})
     stamp = time.strftime("%Y%m%d-%H%M%S")

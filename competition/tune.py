@@ -216,10 +216,10 @@ def run_tune(*, data: Digits, out: Path, base: TrainConfig, trials: int, timeout
         finally:
             for helper in helpers:
                 helper.wait()
-        return write_results(study, out, base=base, planned_epochs=cv_folds * fold_epochs, log=log)
+        return write_results(study, out, base=base, planned_epochs=cv_folds * fold_epochs, data=data.source, log=log)
 
 
-def write_results(study: optuna.Study, out: Path, *, base: TrainConfig, planned_epochs: int, log: Any) -> dict[str, Any]:
+def write_results(study: optuna.Study, out: Path, *, base: TrainConfig, planned_epochs: int, data: str, log: Any) -> dict[str, Any]:
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as vis
 
@@ -242,7 +242,7 @@ def write_results(study: optuna.Study, out: Path, *, base: TrainConfig, planned_
         "base_config": base.to_dict(),
     }
     atomic_write(out / "best_params.json", lambda h: json.dump({"params": best.params, "value": best.value,
-                                                               "study": study.study_name}, h, indent=2), mode="w")
+                                                               "study": study.study_name, "data": data}, h, indent=2), mode="w")
     atomic_write(out / "report.json", lambda h: json.dump(report, h, indent=2), mode="w")
     frame = study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs", "duration"))
     atomic_write(out / "trials.csv", lambda h: frame.to_csv(h, index=False), mode="w")

@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import ROOT, SAMPLE, TINY_CV, run_cli
+from conftest import PIXELS, ROOT, SAMPLE, TINY_CV, run_cli, write_csv
 
 from competition.augment import make_loader
 from competition.config import TrainConfig
 from competition.cv import fold_indices
+from competition.data import SAMPLE_DIR, default_data_dir
 from competition.errors import UserError
 from competition.model import build_model
 from competition.train import fit
@@ -173,7 +174,7 @@ def test_rerun_skips_finished_folds_and_refuses_other_settings(tiny_run: Path, t
 def test_submit_and_evaluate_through_the_cli(tiny_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "subs" / "submission.csv"
     proc = run_cli("submit", "--models", str(tiny_run), "--data", str(SAMPLE), "--out", str(out))
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
     sub = pd.read_csv(out)
     assert list(sub.columns) == ["ImageId", "Label"]
     assert sub["ImageId"].tolist() == list(range(1, 2001)) and sub["Label"].between(0, 9).all()
@@ -197,6 +198,30 @@ def test_submit_errors_leave_no_file(tmp_path: Path, tiny_run: Path) -> None:
     assert not out.exists()
 
 
+def test_submit_warns_when_sample_trained_models_meet_other_test_data(tiny_run: Path, tmp_path: Path, good_rows: list[list[int]]) -> None:
+    test_file = write_csv(tmp_path / "test.csv", PIXELS, [row[1:] for row in good_rows])
+    proc = run_cli("submit", "--models", str(tiny_run), "--data", str(test_file), "--out", str(tmp_path / "sub.csv"))
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" in proc.stderr and "trained on the bundled sample" in proc.stderr
+    assert len(pd.read_csv(tmp_path / "sub.csv")) == 10  # a warning, not a refusal
+
+
+@pytest.mark.parametrize("full_file", [None, "train.csv", "train.csv.gz", "digit-recognizer.zip"])
+def test_make_keeps_the_sample_run_apart_from_the_full_data_run(full_file: str | None, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make's run folder follows the data the CLI will default to: models/sample for the bundled sample."""
+    shutil.copy(ROOT / "Makefile", tmp_path)
+    (tmp_path / "data" / "sample").mkdir(parents=True)
+    if full_file:
+        (tmp_path / "data" / full_file).touch()
+    monkeypatch.chdir(tmp_path)
+    on_sample = default_data_dir() == SAMPLE_DIR
+    assert on_sample == (full_file is None)
+    for extra, run in (([], "sample" if on_sample else "default"), (["DATA=elsewhere"], "default")):
+        dry = subprocess.run(["make", "-n", "-o", ".venv/.installed", "submit", *extra], capture_output=True, text=True, check=True)
+        assert f"--out models/{run} " in dry.stdout and f"submit --models models/{run} " in dry.stdout
+
+
 @pytest.mark.slow
 def test_make_submit_trains_first_then_writes_the_submission(tmp_path: Path) -> None:
     """The README's first command, on a copy of the repo, with a tiny budget passed through Make."""
@@ -207,6 +232,6 @@ def test_make_submit_trains_first_then_writes_the_submission(tmp_path: Path) -> 
     proc = subprocess.run(["make", "-o", ".venv/.installed", "submit", "FOLDS=2", "EPOCHS=1", "ARGS=--limit 500 --no-tuned"],
                           cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert (repo / "models/default/cv_report.json").exists()
+    assert (repo / "models/sample/cv_report.json").exists()  # the sample's run: not models/default (below)
     sub = pd.read_csv(repo / "submissions/submission.csv")
     assert len(sub) == 2000 and sub["ImageId"].iloc[-1] == 2000

@@ -34,8 +34,9 @@ def test_tiny_study_writes_best_params_that_cv_then_uses(tmp_path: Path) -> None
     proc = run_cli("tune", *TINY, "--trials", "3", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "models" / "tune"
-    best = json.loads((out / "best_params.json").read_text())["params"]
-    assert set(best) == {"lr", "dropout", "batch_size"}
+    saved = json.loads((out / "best_params.json").read_text())
+    best = saved["params"]
+    assert set(best) == {"lr", "dropout", "batch_size"} and saved["data"] == f"{SAMPLE / 'train.csv.gz'}[:800]"
     report = json.loads((out / "report.json").read_text())
     assert report["trials_finished"] == 3 and report["best_params"] == best
     assert {"history.png", "slice.png", "importances.png", "trials.csv"} <= {p.name for p in out.iterdir()}
@@ -46,6 +47,24 @@ def test_tiny_study_writes_best_params_that_cv_then_uses(tmp_path: Path) -> None
 
     config = load_checkpoint(tmp_path / "models" / "run" / "fold1.pt").config
     assert (config.lr, config.dropout, config.batch_size) == (best["lr"], best["dropout"], best["batch_size"])
+
+
+def test_parameters_tuned_on_the_sample_are_not_used_for_other_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from competition.cli import build_parser, train_config
+    from competition.config import TUNED_FILE, TrainConfig
+
+    monkeypatch.chdir(tmp_path)
+    TUNED_FILE.parent.mkdir(parents=True)
+    args = build_parser().parse_args(["cv"])
+    for tuned_on, data, used in (("data/sample/train.csv.gz", Path("data/sample"), True),
+                                 ("data/sample/train.csv.gz[:800]", Path("data"), False),
+                                 ("data/train.csv.gz", Path("data"), True),
+                                 ("", Path("data"), True)):  # a file from before the data was recorded
+        TUNED_FILE.write_text(json.dumps({"params": {"lr": 0.0088}, "value": 0.05, "study": "digits", "data": tuned_on}))
+        assert train_config(args, data=data).lr == (0.0088 if used else TrainConfig().lr), (tuned_on, data)
+        said = capsys.readouterr().out
+        assert ("using tuned parameters" in said) == used and ("not using" in said) == (not used), said
 
 
 def test_killed_study_resumes_and_the_count_adds_up(tmp_path: Path) -> None:
