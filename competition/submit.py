@@ -31,7 +31,8 @@ def write_submission(*, models: Path, data: Path, out: Path, log: Any = print) -
     test = read_test(data)
     ensemble = Ensemble.load(models)
     log(f"submit: {len(test):,} images from {test.source}; {len(ensemble.members)} model(s) from {models}")
-    sample_trained = sorted({str(m.extra["data"]) for m in ensemble.members if is_sample(str(m.extra.get("data", "")))})
+    trained_on = {str(m.extra.get("data", "")) for m in ensemble.members}  # "" for a bare state dict
+    sample_trained = sorted(source for source in trained_on if is_sample(source))
     if sample_trained and not is_sample(test.source):
         # the trap: `make submit` on a fresh clone trains on the sample; a later submission for the full test file
         # would quietly send those models (~98.9 % instead of ~99.5 %)
