@@ -16,8 +16,12 @@ cv_flags  = $(data_flag) --out models/$(RUN) $(if $(FOLDS),--folds $(FOLDS)) $(i
 
 .PHONY: install cv submit tune demo data test bench lint clean
 
-# A virtual environment made on first use; re-made when pyproject.toml changes.
+# A virtual environment made on first use; re-made when pyproject.toml changes. On Linux pip takes PyTorch's
+# CUDA build, ~6.5 GB in the venv: a first install checks the space first rather than letting pip fill the disk.
+MIN_FREE_GB ?= 7
 $(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -c 'import shutil, sys; free = shutil.disk_usage(".").free / 1e9; \
+	  free < $(MIN_FREE_GB) and sys.exit(f"make: only {free:.1f} GB free here; installing PyTorch into $(VENV) needs about $(MIN_FREE_GB) GB: free some space, or lower MIN_FREE_GB= at your own risk")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e .

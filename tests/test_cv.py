@@ -222,6 +222,16 @@ def test_make_keeps_the_sample_run_apart_from_the_full_data_run(full_file: str |
         assert f"--out models/{run} " in dry.stdout and f"submit --models models/{run} " in dry.stdout
 
 
+def test_make_checks_the_disk_before_a_first_install(tmp_path: Path) -> None:
+    """A fresh machine short of space for PyTorch gets one clear line, not pip's OSError half-way through."""
+    shutil.copy(ROOT / "Makefile", tmp_path)
+    (tmp_path / "pyproject.toml").touch()
+    proc = subprocess.run(["make", "install", "MIN_FREE_GB=1e12"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "GB free here; installing PyTorch into .venv needs about 1e12 GB" in proc.stderr
+    assert not (tmp_path / ".venv").exists()
+
+
 @pytest.mark.slow
 def test_make_submit_trains_first_then_writes_the_submission(tmp_path: Path) -> None:
     """The README's first command, on a copy of the repo, with a tiny budget passed through Make."""
