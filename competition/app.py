@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from .ensemble import Ensemble
+from .errors import UserError
 from .recognize import UNSURE_BELOW, Reading, recognize
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home
@@ -75,4 +76,8 @@ def serve(*, models: Path, host: str, port: int, share: bool) -> None:
     print(f"demo: {len(ensemble.members)} model(s) from {models}; http://{host}:{port}")
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                               font_mono=["ui-monospace", "monospace"])  # system fonts: no font CDN
-    build_app(ensemble).launch(server_name=host, server_port=port, share=share, theme=theme, quiet=True)
+    try:
+        build_app(ensemble).launch(server_name=host, server_port=port, share=share, theme=theme, quiet=True)
+    except OSError as exc:  # Gradio's "Cannot find empty port", or a host this machine does not have
+        raise UserError(f"cannot serve on {host}:{port} (in use by another program, or not an address of this "
+                        f"machine); choose another with --port N or --host H") from exc

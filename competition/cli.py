@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from collections.abc import Callable
@@ -168,6 +169,13 @@ def _non_negative(kind: type) -> Callable[[str], Any]:
     return parse
 
 
+def _port(text: str) -> int:
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1..65535, got {text}")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m competition", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -225,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the draw-a-digit page (Gradio)")
     demo.add_argument("--models", type=Path, help="run folder or checkpoint file (default: latest run)")
     demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=7860)
+    demo.add_argument("--port", type=_port, default=7860, help="1..65535 (default 7860)")
     demo.add_argument("--share", action="store_true", help="ask Gradio for a public link (needs internet)")
     demo.set_defaults(run=cmd_demo)
 
@@ -241,6 +249,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a path given that cannot be made, read or written (not a folder, no permission, disk full)
+        where = f"{exc.filename}: " if exc.filename else ""
+        hint = " (a file stands where a folder is needed)" if exc.errno in (errno.EEXIST, errno.ENOTDIR) else ""
+        print(f"error: {where}{exc.strerror or exc}{hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\ninterrupted: finished folds and trials are saved; run the same command again to continue",

@@ -15,6 +15,7 @@ import pandas as pd
 from .checkpoint import atomic_write
 from .data import is_sample, read_test, read_train
 from .ensemble import Ensemble
+from .errors import UserError
 from .infer import log_loss
 
 
@@ -28,6 +29,9 @@ def git_commit() -> str:
 
 def write_submission(*, models: Path, data: Path, out: Path, log: Any = print) -> pd.DataFrame:
     """Predict every row of the test file; ImageId counts from 1 in the file's row order."""
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a file name, e.g. {out / 'submission.csv'}")
+    out.parent.mkdir(parents=True, exist_ok=True)  # now, not after the inference: a bad --out fails at once
     test = read_test(data)
     ensemble = Ensemble.load(models)
     log(f"submit: {len(test):,} images from {test.source}; {len(ensemble.members)} model(s) from {models}")

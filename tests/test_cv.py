@@ -196,6 +196,19 @@ def test_submit_errors_leave_no_file(tmp_path: Path, tiny_run: Path) -> None:
     proc = run_cli("submit", "--models", str(tiny_run), "--data", str(SAMPLE / "train.csv.gz"), "--out", str(out))
     assert proc.returncode == 1 and "looks like a training file" in proc.stderr
     assert not out.exists()
+    proc = run_cli("submit", "--models", str(tiny_run), "--data", str(SAMPLE), "--out", str(tmp_path))
+    assert proc.returncode == 1 and "is a folder; give a file name" in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["submit", "cv"])
+def test_an_output_path_that_cannot_be_made_is_one_line(command: str, tmp_path: Path, tiny_run: Path) -> None:
+    (tmp_path / "taken").write_text("a file, not a folder")
+    out = tmp_path / "taken" / ("submission.csv" if command == "submit" else "run")
+    args = ["--models", str(tiny_run), "--data", str(SAMPLE)] if command == "submit" else [*TINY_CV, "--epochs", "1"]
+    proc = run_cli(command, *args, "--out", str(out))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'taken'}")
+    assert "a file stands where a folder is needed" in proc.stderr
 
 
 def test_submit_warns_when_sample_trained_models_meet_other_test_data(tiny_run: Path, tmp_path: Path, good_rows: list[list[int]]) -> None:

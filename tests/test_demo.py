@@ -141,3 +141,17 @@ def test_demo_without_models_is_a_clear_message(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "no trained models under models/" in proc.stderr
 
 
+def test_demo_on_a_taken_or_impossible_port_is_a_clear_message(small_run: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_cli("demo", "--models", str(small_run), "--port", str(port), timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"cannot serve on 127.0.0.1:{port}" in proc.stderr and "choose another with --port" in proc.stderr
+    proc = run_cli("demo", "--models", str(small_run), "--port", "70000")
+    assert proc.returncode == 2 and "a port is 1..65535" in proc.stderr
+
+
