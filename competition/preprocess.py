@@ -64,6 +64,8 @@ def _wide_to_l(image: Image.Image) -> Image.Image:
 
 def open_image(path: Path) -> Image.Image:
     """Open and fully decode an image file; every failure is a UserError naming the file."""
+    if path.is_dir():
+        raise UserError(f"{path}: a folder, not an image file (give the files, e.g. {path}/*.png)")
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     if path.stat().st_size == 0:

@@ -130,7 +130,7 @@ def test_files_of_every_kind_open_or_fail_clearly(tmp_path: Path, digits: tuple[
     (tmp_path / "text.png").write_text("hello")
     (tmp_path / "cut.png").write_bytes((tmp_path / "rgb.png").read_bytes()[:300])
     for name, message in (("empty.png", "empty file"), ("text.png", "not a readable image"), ("cut.png", "not a readable image"),
-                          ("missing.png", "no such file")):
+                          ("missing.png", "no such file"), (".", "a folder, not an image file")):
         with pytest.raises(UserError, match=message):
             open_image(tmp_path / name)
 
