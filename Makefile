@@ -14,7 +14,19 @@ data_flag = $(if $(DATA),--data $(DATA))
 cv_flags  = $(data_flag) --out models/$(RUN) $(if $(FOLDS),--folds $(FOLDS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
             $(if $(RECIPE),--recipe $(RECIPE))
 
-.PHONY: install cv submit tune demo data test bench lint clean
+.PHONY: help install cv submit tune demo data test bench clean
+.DEFAULT_GOAL := help
+
+# `make` alone explains rather than starting a 6.5 GB install
+help:
+	@echo 'make submit   train 5 folds on the default data (first use: makes .venv), write $(OUT)'
+	@echo 'make test     ruff, mypy and the pytest suite'
+	@echo 'make data     fill data/ from SRC=path (a Kaggle zip, a folder, a csv pair) or the Kaggle API'
+	@echo 'make cv       5-fold cross-validation -> models/$(RUN)/'
+	@echo 'make tune     Optuna search (TRIALS=, JOBS=) -> models/tune/best_params.json'
+	@echo 'make demo     the draw-a-digit page on http://127.0.0.1:7860'
+	@echo 'make bench    every figure of the README on the full data'
+	@echo 'variables: DATA= RUN= FOLDS= EPOCHS= RECIPE=default|seed ARGS="more CLI flags"; README.md has the rest'
 
 # A virtual environment made on first use; re-made when pyproject.toml changes. On Linux pip takes PyTorch's
 # CUDA build, ~6.5 GB in the venv: a first install checks the space first rather than letting pip fill the disk.

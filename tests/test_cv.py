@@ -245,6 +245,16 @@ def test_make_checks_the_disk_before_a_first_install(tmp_path: Path) -> None:
     assert not (tmp_path / ".venv").exists()
 
 
+def test_make_alone_explains_the_targets_and_installs_nothing(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "Makefile", tmp_path)
+    (tmp_path / "pyproject.toml").touch()
+    proc = subprocess.run(["make"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    for target in ("submit", "test", "data", "cv", "tune", "demo", "bench"):
+        assert f"make {target} " in proc.stdout
+    assert not (tmp_path / ".venv").exists()
+
+
 @pytest.mark.slow
 def test_make_submit_trains_first_then_writes_the_submission(tmp_path: Path) -> None:
     """The README's first command, on a copy of the repo, with a tiny budget passed through Make."""
