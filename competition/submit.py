@@ -42,6 +42,10 @@ def write_submission(*, models: Path, data: Path, out: Path, log: Any = print) -
         # would quietly send those models (~98.9 % instead of ~99.5 %)
         print(f"submit: warning: {models} was trained on the bundled sample ({', '.join(sample_trained)}), not on the "
               f"full train file; train on it first (`make cv` once `make data` has filled data/)", file=sys.stderr)
+    folds = max((m.config.folds for m in ensemble.members if m.fold is not None), default=0)
+    if models.is_dir() and len(ensemble.members) < folds:
+        print(f"submit: warning: {models} has {len(ensemble.members)} of its {folds} fold models (an interrupted cv? "
+              f"the same cv command trains the rest)", file=sys.stderr)
     labels = ensemble.predict_proba(test.images).argmax(1)
     frame = pd.DataFrame({"ImageId": np.arange(1, len(test) + 1), "Label": labels})
     stamp = time.strftime("%Y%m%d-%H%M%S")

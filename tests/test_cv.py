@@ -200,6 +200,18 @@ def test_submit_errors_leave_no_file(tmp_path: Path, tiny_run: Path) -> None:
     assert proc.returncode == 1 and "is a folder; give a file name" in proc.stderr
 
 
+def test_submit_warns_about_a_run_with_missing_folds(tiny_run: Path, tmp_path: Path) -> None:
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    shutil.copy(tiny_run / "fold1.pt", partial)
+    proc = run_cli("submit", "--models", str(partial), "--data", str(SAMPLE), "--out", str(tmp_path / "sub.csv"))
+    assert proc.returncode == 0, proc.stderr
+    assert f"{partial} has 1 of its 2 fold models" in proc.stderr
+    assert len(pd.read_csv(tmp_path / "sub.csv")) == 2000  # a warning, not a refusal
+    proc = run_cli("submit", "--models", str(tiny_run), "--data", str(SAMPLE), "--out", str(tmp_path / "sub.csv"))
+    assert proc.returncode == 0 and "fold models" not in proc.stderr, proc.stderr
+
+
 @pytest.mark.parametrize("command", ["submit", "cv"])
 def test_an_output_path_that_cannot_be_made_is_one_line(command: str, tmp_path: Path, tiny_run: Path) -> None:
     (tmp_path / "taken").write_text("a file, not a folder")
