@@ -34,6 +34,7 @@ import torch
 from torch.nn import functional as F
 
 from .checkpoint import load_checkpoint
+from .config import TrainConfig
 from .data import read_test, read_train
 from .ensemble import Ensemble
 from .infer import TTA_ROTATIONS, bf16_helps, predict_proba
@@ -143,7 +144,7 @@ def notebook_order_forward(model: ReferenceCNN, x: torch.Tensor) -> torch.Tensor
 def step_rate(*, batch: int, bf16: bool, forward: Callable | None) -> dict[str, object]:
     """Training-step images/s of the reference CNN on random data (no augmentation, no loading), after 5 warm-up steps."""
     torch.manual_seed(0)
-    model = ReferenceCNN(dropout=0.33).to(memory_format=torch.channels_last)
+    model = ReferenceCNN(dropout=TrainConfig().dropout).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     x = torch.randn(batch, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
