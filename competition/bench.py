@@ -94,14 +94,19 @@ def bench_demo(data: Path, out: Path, folds: int, rows: int = 2000) -> dict[str,
     from gradio_client import Client, handle_file
 
     port = 7899
+    server_log = (out / "demo-server.log").open("w")  # kept: the server's side of any failed request
     server = subprocess.Popen([sys.executable, "-m", "competition", "demo", "--models", str(run), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=server_log, stderr=subprocess.STDOUT)
     try:
+        # A drawing of its own for every request, as real users send: Gradio caches each output image under the
+        # hash of its bytes and rewrites that file in place, so two requests with the same drawing in flight can
+        # truncate the image the other is downloading (h11 "Too little data for declared Content-Length").
+        canvases = out / "demo-canvases"
+        canvases.mkdir(exist_ok=True)
         files = []
-        for i in range(16):
-            layer = random_canvas(images[i], rng, style="black-on-transparent")
-            path = out / f"layer{i}.png"
-            Image.fromarray(layer).save(path)
+        for i in range(8 * 25):
+            path = canvases / f"layer{i}.png"
+            Image.fromarray(random_canvas(images[i], rng, style="black-on-transparent")).save(path)
             files.append(path)
         for _ in range(120):
             try:
@@ -114,7 +119,7 @@ def bench_demo(data: Path, out: Path, folds: int, rows: int = 2000) -> dict[str,
             client = Client(f"http://127.0.0.1:{port}/", verbose=False)
             times = []
             for j in range(25):
-                path = files[(k + j) % len(files)]
+                path = files[k * 25 + j]
                 value = {"background": None, "layers": [handle_file(str(path))], "composite": handle_file(str(path))}
                 start = time.perf_counter()
                 client.predict(value, api_name="/predict")
@@ -126,6 +131,7 @@ def bench_demo(data: Path, out: Path, folds: int, rows: int = 2000) -> dict[str,
     finally:
         server.terminate()
         server.wait()
+        server_log.close()
     return {"models": str(run), "held_out_rows": "train rows 40000..41999", "plain_28x28_accuracy": plain,
             "canvas_accuracy": canvas_acc, "per_style": per_style, "server_side_latency": percentiles(latency),
             "concurrent_8_clients": {**percentiles(client_times), "answered": len(client_times), "sent": 8 * 25}}
