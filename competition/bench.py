@@ -90,10 +90,10 @@ def bench_demo(data: Path, out: Path, folds: int, rows: int = 2000) -> dict[str,
     per_style = {style: float(np.mean(hits)) for style, hits in right.items()}
     canvas_acc = float(np.mean([h for hits in right.values() for h in hits]))
 
-    # 8 concurrent users through the public API of a running demo
+    # concurrent users through the public API of a running demo
     from gradio_client import Client, handle_file
 
-    port = 7899
+    port, users, per_user = 7899, 8, 25
     server_log = (out / "demo-server.log").open("w")  # kept: the server's side of any failed request
     server = subprocess.Popen([sys.executable, "-m", "competition", "demo", "--models", str(run), "--port", str(port)],
                               stdout=server_log, stderr=subprocess.STDOUT)
@@ -104,7 +104,7 @@ def bench_demo(data: Path, out: Path, folds: int, rows: int = 2000) -> dict[str,
         canvases = out / "demo-canvases"
         canvases.mkdir(exist_ok=True)
         files = []
-        for i in range(8 * 25):
+        for i in range(users * per_user):
             path = canvases / f"layer{i}.png"
             Image.fromarray(random_canvas(images[i], rng, style="black-on-transparent")).save(path)
             files.append(path)
@@ -118,23 +118,23 @@ def bench_demo(data: Path, out: Path, folds: int, rows: int = 2000) -> dict[str,
         def user(k: int) -> list[float]:
             client = Client(f"http://127.0.0.1:{port}/", verbose=False)
             times = []
-            for j in range(25):
-                path = files[k * 25 + j]
+            for j in range(per_user):
+                path = files[k * per_user + j]
                 value = {"background": None, "layers": [handle_file(str(path))], "composite": handle_file(str(path))}
                 start = time.perf_counter()
                 client.predict(value, api_name="/predict")
                 times.append(time.perf_counter() - start)
             return times
 
-        with ThreadPoolExecutor(8) as pool:
-            client_times = [t for times in pool.map(user, range(8)) for t in times]
+        with ThreadPoolExecutor(users) as pool:
+            client_times = [t for times in pool.map(user, range(users)) for t in times]
     finally:
         server.terminate()
         server.wait()
         server_log.close()
     return {"models": str(run), "held_out_rows": "train rows 40000..41999", "plain_28x28_accuracy": plain,
             "canvas_accuracy": canvas_acc, "per_style": per_style, "server_side_latency": percentiles(latency),
-            "concurrent_8_clients": {**percentiles(client_times), "answered": len(client_times), "sent": 8 * 25}}
+            "concurrent_8_clients": {**percentiles(client_times), "answered": len(client_times), "sent": users * per_user}}
 
 
 def notebook_order_forward(model: ReferenceCNN, x: torch.Tensor) -> torch.Tensor:
