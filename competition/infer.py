@@ -82,7 +82,11 @@ def _softmax(model: nn.Module, images: np.ndarray, normalize: dict[str, float], 
     return out
 
 
-def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
-    """Mean cross-entropy (nats) of predicted probabilities against integer labels."""
-    picked = probs[np.arange(len(labels)), labels]
-    return float(-np.log(np.clip(picked, 1e-7, 1.0)).mean())
+def log_loss(probs: np.ndarray, labels: np.ndarray, *, smoothing: float = 0.0) -> float:
+    """Mean cross-entropy (nats) of predicted probabilities against integer labels, the targets smoothed as
+    F.cross_entropy's label_smoothing does: (1 - smoothing) on the label plus smoothing / classes on every class."""
+    nll = -np.log(np.clip(probs, 1e-7, 1.0))
+    picked = nll[np.arange(len(labels)), labels]
+    if smoothing == 0:
+        return float(picked.mean())
+    return float(((1 - smoothing) * picked + smoothing * nll.mean(axis=1)).mean())

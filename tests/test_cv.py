@@ -103,6 +103,23 @@ def test_epoch_hook_stops_training_and_best_weights_come_back() -> None:
     assert result.val_probs.shape == (16, 10)
 
 
+@pytest.mark.parametrize(("smoothing", "best"), [(0.0, 1), (0.3, 2)])
+def test_early_stopping_keeps_the_epoch_with_the_lowest_loss_that_training_minimises(
+        monkeypatch: pytest.MonkeyPatch, smoothing: float, best: int) -> None:
+    # Epoch 1 predicts the label with certainty (lowest plain log loss); epoch 2 predicts 0.73 / 0.03, which
+    # is what cross-entropy with label smoothing 0.3 trains towards (lowest smoothed loss).
+    labels = np.arange(20) % 10
+    certain, smoothed = np.full((20, 10), 1e-4 / 9), np.full((20, 10), 0.03)
+    certain[np.arange(20), labels], smoothed[np.arange(20), labels] = 1 - 1e-4, 0.73
+    views = iter([certain, smoothed])  # the two epochs' validations; the restored model's OOF call gets `certain`
+    monkeypatch.setattr("competition.train.predict_proba", lambda *args, **kwargs: next(views, certain))
+    images = np.zeros((20, 28, 28), np.uint8)
+    config = TrainConfig(epochs=2, batch_size=20, workers=0, label_smoothing=smoothing)
+    result = fit(build_model("reference", dropout=0.5), (images, labels), (images, labels), config, device=torch.device("cpu"))
+    assert result.best_epoch == best
+    assert [h["watched_loss"] == h["val_loss"] for h in result.history] == [smoothing == 0] * 2
+
+
 def test_tta_makes_the_oof_predictions_and_is_a_cv_flag() -> None:
     from competition.checkpoint import NOTEBOOK_NORM
     from competition.cli import build_parser, train_config

@@ -15,7 +15,7 @@ from competition.checkpoint import NOTEBOOK_NORM, load_checkpoint, save_checkpoi
 from competition.config import TrainConfig
 from competition.ensemble import Ensemble
 from competition.errors import UserError
-from competition.infer import TTA_ROTATIONS, bf16_helps, predict_proba, rotate, to_input
+from competition.infer import TTA_ROTATIONS, bf16_helps, log_loss, predict_proba, rotate, to_input
 from competition.model import ReferenceCNN
 
 NOTEBOOK_KEYS = {"conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "conv3.weight", "conv3.bias",
@@ -156,3 +156,12 @@ def test_the_ensemble_predicts_as_the_checkpoint_says(tmp_path: Path, tta: bool)
     np.testing.assert_allclose(Ensemble.load(tmp_path).predict_proba(images), expected, rtol=1e-5, atol=1e-7)
     overridden = predict_proba(model, images, NOTEBOOK_NORM, bf16=False, tta=not tta)  # bench compares both ways
     np.testing.assert_allclose(Ensemble.load(tmp_path).member_probs(images, tta=not tta)[0], overridden, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.5])
+def test_log_loss_is_torchs_cross_entropy_with_the_same_label_smoothing(smoothing: float) -> None:
+    torch.manual_seed(0)
+    logits, labels = torch.randn(50, 10), torch.randint(0, 10, (50,))  # no probability under log_loss's 1e-7 floor
+    expected = F.cross_entropy(logits, labels, label_smoothing=smoothing).item()
+    got = log_loss(logits.softmax(1).numpy(), labels.numpy(), smoothing=smoothing)
+    assert got == pytest.approx(expected, rel=1e-5)
