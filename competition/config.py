@@ -17,7 +17,7 @@ class TrainConfig:
     arch: str = "reference"  # model name in competition.model.ARCHS ("reference" = the notebook's CNN)
     folds: int = 5  # K of StratifiedKFold
     seed: int = 42  # fold split, weight init, augmentation and shuffling all derive from it
-    epochs: int = 15  # upper bound per fold (33.6k images: ~17 s each with bf16, ~45 s in fp32 on 2 AVX2 cores); 12 made 8 more OOF errors (README)
+    epochs: int = 15  # upper bound per fold (33.6k images: ~17 s each with bf16, 45-55 s in fp32 on 2 AVX2 cores); 12 made 8 more OOF errors (README)
     patience: int = 5  # epochs without a lower validation loss before a fold stops
     lr: float = 4.48e-3  # peak learning rate of Adam (the schedule's maximum), from `tune` on the full data (AVX2 host's study)
     schedule: str = "onecycle"  # "onecycle" (warm-up then cosine decay to ~0) or "constant"
