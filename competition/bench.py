@@ -134,7 +134,7 @@ def bench_demo(data: Path, out: Path, folds: int, rows: int = 2000) -> dict[str,
         server_log.close()
     return {"models": str(run), "held_out_rows": "train rows 40000..41999", "plain_28x28_accuracy": plain,
             "canvas_accuracy": canvas_acc, "per_style": per_style, "server_side_latency": percentiles(latency),
-            "concurrent_8_clients": {**percentiles(client_times), "answered": len(client_times), "sent": users * per_user}}
+            f"concurrent_{users}_clients": {**percentiles(client_times), "answered": len(client_times), "sent": users * per_user}}
 
 
 def notebook_order_forward(model: ReferenceCNN, x: torch.Tensor) -> torch.Tensor:
