@@ -7,7 +7,7 @@ python -m competition.bench --data ../shared/data/digit-recognizer --out bench/
   3. `submit` on a 28,000-row test file (Kaggle's size) with the K-fold ensemble;
   4. (--part step) one training step of the reference CNN (forward, backward, fused Adam) on random
      data, images/s: fp32 and bf16 autocast, batch 128 and 256, and the notebook's op order
-     (ReLU before max-pool) against ours (after);
+     (ReLU before max-pool) against ours (after); then fp32 batch 128 eager vs torch.compile, 3 pairs;
   5. (--part tta) every finished cv run in --out on this train file (step 1's, and e.g. a 5-epoch
      one), with and without test-time augmentation: OOF accuracy (each row predicted by the model
      that never saw it) and in-process inference time of the K models on 28,000 rows;
@@ -147,11 +147,16 @@ def notebook_order_forward(model: ReferenceCNN, x: torch.Tensor) -> torch.Tensor
     return model.fc2(model.dropout(F.relu(model.fc1(x))))
 
 
-def step_rate(*, batch: int, bf16: bool, forward: Callable | None) -> dict[str, object]:
-    """Training-step images/s of the reference CNN on random data (no augmentation, no loading), after 5 warm-up steps."""
+def step_rate(*, batch: int, bf16: bool, forward: Callable | None, compiled: bool = False) -> dict[str, object]:
+    """Training-step images/s of the reference CNN on random data (no augmentation, no loading), after 5 warm-up steps.
+
+    compiled: the model under torch.compile (inductor); its compilation falls in the warm-up steps.
+    """
     torch.manual_seed(0)
     model = ReferenceCNN(dropout=TrainConfig().dropout).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    if compiled:
+        model = torch.compile(model)  # type: ignore[assignment]
     x = torch.randn(batch, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
     emulated = bf16 and not bf16_helps(torch.device("cpu"))
@@ -164,8 +169,8 @@ def step_rate(*, batch: int, bf16: bool, forward: Callable | None) -> dict[str, 
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return {"batch": batch, "bf16": bf16, "op_order": "ours" if forward is None else "notebook", "steps": steps,
-            "images_per_s": steps * batch / (time.perf_counter() - start)}
+    return {"batch": batch, "bf16": bf16, "op_order": "ours" if forward is None else "notebook", "compiled": compiled,
+            "steps": steps, "images_per_s": steps * batch / (time.perf_counter() - start)}
 
 
 # Multiply-adds of one forward pass: conv1 28*28*32*9, conv2 14*14*64*32*9, conv3 14*14*128*64*9, fc1 6272*128,
@@ -191,6 +196,11 @@ def bench_step(data: Path, out: Path, folds: int) -> dict[str, object]:
             for forward in (None, notebook_order_forward):
                 rows.append(step_rate(batch=batch, bf16=bf16, forward=forward))
                 print(rows[-1], flush=True)
+    # torch.compile against eager, in alternating pairs: this host's speed drifts by up to 1.5x within minutes
+    for _ in range(3):
+        for compiled in (False, True):
+            rows.append(step_rate(batch=128, bf16=False, forward=None, compiled=compiled))
+            print(rows[-1], flush=True)
     return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": bf16_helps(torch.device("cpu")),
             "threads": torch.get_num_threads(), "torch": torch.__version__, "fp32_matmul_gflops": matmul_gflops(),
             "train_mflop_per_image": TRAIN_MFLOP_PER_IMAGE, "steps": rows}

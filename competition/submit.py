@@ -46,7 +46,7 @@ def write_submission(*, models: Path, data: Path, out: Path, log: Any = print) -
     if models.is_dir() and len(ensemble.members) < folds:
         print(f"submit: warning: {models} has {len(ensemble.members)} of its {folds} fold models (an interrupted cv? "
               f"the same cv command trains the rest)", file=sys.stderr)
-    labels = ensemble.predict_proba(test.images).argmax(1)
+    labels = ensemble.predict_proba(test.images, progress=True).argmax(1)
     frame = pd.DataFrame({"ImageId": np.arange(1, len(test) + 1), "Label": labels})
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for path in (out, out.with_name(f"{out.stem}-{stamp}{out.suffix}")):
@@ -69,7 +69,7 @@ def evaluate(*, models: Path, data: Path) -> dict[str, Any]:
     digits = read_train(data)
     assert digits.labels is not None
     ensemble = Ensemble.load(models)
-    per_model = ensemble.member_probs(digits.images)
+    per_model = ensemble.member_probs(digits.images, progress=True)
     mean = per_model.mean(0)
     return {
         "data": digits.source, "n": len(digits), "models": len(ensemble.members),

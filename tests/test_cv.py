@@ -192,6 +192,7 @@ def test_submit_and_evaluate_through_the_cli(tiny_run: Path, tmp_path: Path) -> 
     out = tmp_path / "subs" / "submission.csv"
     proc = run_cli("submit", "--models", str(tiny_run), "--data", str(SAMPLE), "--out", str(out))
     assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
+    assert "predict: 100%" in proc.stderr and "2/2" in proc.stderr  # the progress bar over the 2 fold models
     sub = pd.read_csv(out)
     assert list(sub.columns) == ["ImageId", "Label"]
     assert sub["ImageId"].tolist() == list(range(1, 2001)) and sub["Label"].between(0, 9).all()
@@ -201,6 +202,7 @@ def test_submit_and_evaluate_through_the_cli(tiny_run: Path, tmp_path: Path) -> 
     proc = run_cli("evaluate", "--models", str(tiny_run), "--data", str(SAMPLE), "--json")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "predict:" in proc.stderr and "predict" not in proc.stdout  # the bar never mixes into the JSON
     assert result["n"] == 10_000 and 0 <= result["accuracy"] <= 1 and len(result["per_model"]) == 2
     single = run_cli("evaluate", "--models", str(tiny_run / "fold1.pt"), "--data", str(SAMPLE), "--json")
     assert json.loads(single.stdout.strip().splitlines()[-1])["per_model"][0]["accuracy"] == result["per_model"][0]["accuracy"]
