@@ -42,10 +42,12 @@ def good_rows() -> list[list[int]]:
     return [[d] + rng.integers(0, 256, 784).tolist() for d in range(10)]
 
 
-# 2 folds x 4 epochs on 1,000 sample rows at a constant learning rate: 64 steps per fold, OOF ~0.8.
+# 2 folds x 4 epochs on 1,000 sample rows at a constant learning rate: 64 steps per fold, OOF 0.90-0.91
+# (6 runs). Thread timing makes runs differ; the lr is pinned at the notebook's 0.001 because the default
+# 0.00448, meant as a one-cycle peak, gave 0.82-0.87 at a constant rate and once 0.46 in CI (a fold near chance).
 # (2 epochs gave 0.44-0.50 from run to run with the same seed: too close to any threshold.)
 TINY_CV = ("--data", str(SAMPLE), "--folds", "2", "--epochs", "4", "--limit", "1000", "--schedule", "constant",
-           "--batch-size", "32", "--no-tuned")
+           "--batch-size", "32", "--lr", "0.001", "--no-tuned")
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +61,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """2 folds x 2 epochs on the 10k sample (~97% accurate): good enough to read clear drawings."""
+    """2 folds x 2 epochs on the 10k sample (OOF 0.956-0.961 in 3 runs): good enough to read clear drawings."""
     out = tmp_path_factory.mktemp("runs") / "small"
     proc = run_cli("cv", "--data", str(SAMPLE), "--out", str(out), "--folds", "2", "--epochs", "2", "--no-tuned")
     assert proc.returncode == 0, proc.stderr

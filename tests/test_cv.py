@@ -170,7 +170,7 @@ def test_tiny_cv_run_writes_everything(tiny_run: Path) -> None:
     assert len(oof) == 1000 and oof["row"].tolist() == list(range(1000))
     np.testing.assert_allclose(oof[[f"p{d}" for d in range(10)]].sum(1), 1, atol=1e-3)
     assert report["oof_accuracy"] == pytest.approx((oof["label"] == oof["pred"]).mean())
-    assert report["oof_accuracy"] > 0.5  # 64 steps on 500 images learn (chance is 0.1)
+    assert report["oof_accuracy"] > 0.75  # 64 steps on 500 images learn: 0.90-0.91 in 6 runs (chance is 0.1)
     for name in ("fold1.pt", "fold2.pt", "learning_curves.png", "confusion.png", "worst_mistakes.png"):
         assert (tiny_run / name).stat().st_size > 0
 
@@ -203,7 +203,7 @@ def test_submit_and_evaluate_through_the_cli(tiny_run: Path, tmp_path: Path) -> 
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert "predict:" in proc.stderr and "predict" not in proc.stdout  # the bar never mixes into the JSON
-    assert result["n"] == 10_000 and 0 <= result["accuracy"] <= 1 and len(result["per_model"]) == 2
+    assert result["n"] == 10_000 and 0.75 < result["accuracy"] <= 1 and len(result["per_model"]) == 2  # ~0.9 (tiny_run)
     single = run_cli("evaluate", "--models", str(tiny_run / "fold1.pt"), "--data", str(SAMPLE), "--json")
     assert json.loads(single.stdout.strip().splitlines()[-1])["per_model"][0]["accuracy"] == result["per_model"][0]["accuracy"]
 
