@@ -43,7 +43,7 @@ def good_rows() -> list[list[int]]:
 
 
 # 2 folds x 4 epochs on 1,000 sample rows at a constant learning rate: 64 steps per fold, OOF 0.90-0.91
-# (6 runs). Thread timing makes runs differ; the lr is pinned at the notebook's 0.001 because the default
+# (6 runs). Runs with the same seed differ on this CPU; the lr is pinned at the notebook's 0.001 because the default
 # 0.00448, meant as a one-cycle peak, gave 0.82-0.87 at a constant rate and once 0.46 in CI (a fold near chance).
 # (2 epochs gave 0.44-0.50 from run to run with the same seed: too close to any threshold.)
 TINY_CV = ("--data", str(SAMPLE), "--folds", "2", "--epochs", "4", "--limit", "1000", "--schedule", "constant",
