@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -50,6 +51,22 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"bench: command failed: {' '.join(cmd)}")
     return time.perf_counter() - start, usage.ru_maxrss / 1e6  # ru_maxrss is in KiB on Linux
+
+
+def host() -> dict[str, object]:
+    """Which CPU gave these figures: the project's "2-core EPYC" machines differ 2-5x in speed between CPU
+    generations (AVX2 only; AVX512-BF16), so a figure without its host cannot be compared."""
+    info: dict[str, str] = {}
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else []):
+        key, _, value = line.partition(":")
+        if key.strip() in ("model name", "cpu family", "model", "flags") and key.strip() not in info:
+            info[key.strip()] = value.strip()
+    flags = set(info.get("flags", "").split())
+    return {"cpu": info.get("model name", platform.processor() or platform.machine()),
+            "cpu_family": info.get("cpu family"), "cpu_model": info.get("model"), "cpus": os.cpu_count(),
+            "isa": [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags],
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__}
 
 
 def percentiles(seconds: list[float]) -> dict[str, float]:
@@ -201,8 +218,8 @@ def bench_step(data: Path, out: Path, folds: int) -> dict[str, object]:
         for compiled in (False, True):
             rows.append(step_rate(batch=128, bf16=False, forward=None, compiled=compiled))
             print(rows[-1], flush=True)
-    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": bf16_helps(torch.device("cpu")),
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "fp32_matmul_gflops": matmul_gflops(),
+    return {"native_bf16": bf16_helps(torch.device("cpu")),
+            "threads": torch.get_num_threads(), "fp32_matmul_gflops": matmul_gflops(),
             "train_mflop_per_image": TRAIN_MFLOP_PER_IMAGE, "steps": rows}
 
 
@@ -241,7 +258,7 @@ def tta_effect(run: Path, images: np.ndarray, labels: np.ndarray, test: np.ndarr
 def bench_cv(data: Path, out: Path, folds: int) -> dict[str, object]:
     py = [sys.executable, "-m", "competition"]
     run = out / "default"
-    report: dict[str, object] = {"cpus": os.cpu_count()}
+    report: dict[str, object] = {}
 
     wall, rss = timed(py + ["cv", "--data", str(data), "--out", str(run), "--folds", str(folds), "--force", "--no-tuned"])
     cv = json.loads((run / "cv_report.json").read_text())
@@ -277,7 +294,7 @@ def main() -> None:
              ("demo", "demo.json", bench_demo))
     for part, name, bench in parts:
         if args.part in ("all", part):
-            text = json.dumps(bench(args.data, args.out, args.folds), indent=2)
+            text = json.dumps({"host": host(), **bench(args.data, args.out, args.folds)}, indent=2)
             (args.out / name).write_text(text)
             print(text)
 

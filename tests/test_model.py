@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from competition.bench import notebook_order_forward
+from competition.bench import host, notebook_order_forward
 from competition.checkpoint import NOTEBOOK_NORM, load_checkpoint, save_checkpoint
 from competition.config import TrainConfig
 from competition.ensemble import Ensemble
@@ -53,6 +54,15 @@ def test_forward_and_gradients_equal_the_notebooks_op_order() -> None:
     torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
     for a, b in zip(our_grads, their_grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="reads /proc/cpuinfo (Linux)")
+def test_bench_names_the_cpu_that_measured_it() -> None:
+    # figures from a 2-core AVX2 EPYC and a 2-core AVX512-BF16 one differ 2-5x: every bench file says which
+    info = host()
+    assert str(info["cpu_family"]).isdigit() and info["cpus"] == os.cpu_count()
+    assert ("avx512_bf16" in info["isa"]) is torch.cpu._is_avx512_bf16_supported()
+    assert ("avx512f" in info["isa"]) is (torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX"))
 
 
 @pytest.mark.parametrize("native", [False, True])
