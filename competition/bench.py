@@ -54,7 +54,7 @@ def timed(cmd: list[str]) -> tuple[float, float]:
 
 
 def host() -> dict[str, object]:
-    """Which CPU gave these figures: the project's "2-core EPYC" machines differ 2-5x in speed between CPU
+    """Which CPU gave these figures: the project's "2-core EPYC" machines differ up to 6x in training speed between CPU
     generations (AVX2 only; AVX512-BF16), so a figure without its host cannot be compared."""
     info: dict[str, str] = {}
     cpuinfo = Path("/proc/cpuinfo")
