@@ -60,8 +60,7 @@ def host() -> dict[str, object]:
     cpuinfo = Path("/proc/cpuinfo")
     for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else []):
         key, _, value = line.partition(":")
-        if key.strip() in ("model name", "cpu family", "model", "flags") and key.strip() not in info:
-            info[key.strip()] = value.strip()
+        info.setdefault(key.strip(), value.strip())  # the first processor's entry; all cores are alike
     flags = set(info.get("flags", "").split())
     return {"cpu": info.get("model name", platform.processor() or platform.machine()),
             "cpu_family": info.get("cpu family"), "cpu_model": info.get("model"), "cpus": os.cpu_count(),
