@@ -1,6 +1,6 @@
 # Entry points. Variables: DATA (train/test folder, zip or file; default data/, else the bundled sample),
-# RUN (models/$(RUN)), FOLDS, EPOCHS, RECIPE (default|seed), TRIALS and JOBS (for `make tune`), SRC (for `make data`),
-# ARGS (extra CLI flags).
+# RUN (models/$(RUN)), FOLDS, EPOCHS, RECIPE (default|seed), PARAMS (a `tune` result for cv), TRIALS and JOBS
+# (for `make tune`), SRC (for `make data`), ARGS (extra CLI flags). docs/cli.md lists them all.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -12,21 +12,22 @@ OUT    ?= submissions/submission.csv
 
 data_flag = $(if $(DATA),--data $(DATA))
 cv_flags  = $(data_flag) --out models/$(RUN) $(if $(FOLDS),--folds $(FOLDS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
-            $(if $(RECIPE),--recipe $(RECIPE))
+            $(if $(RECIPE),--recipe $(RECIPE)) $(if $(PARAMS),--params $(PARAMS))
 
-.PHONY: help install cv submit tune demo data test bench clean
+.PHONY: help install cv submit tune demo data test test-fast bench clean
 .DEFAULT_GOAL := help
 
 # `make` alone explains rather than starting a 6.5 GB install
 help:
 	@echo 'make submit   train 5 folds on the default data (first use: makes .venv), write $(OUT)'
-	@echo 'make test     ruff, mypy and the pytest suite'
+	@echo 'make test     ruff, mypy and the whole pytest suite (what CI runs)'
+	@echo 'make test-fast  the unit and in-process tests only (about a minute)'
 	@echo 'make data     fill data/ from SRC=path (a Kaggle zip, a folder, a csv pair) or the Kaggle API'
 	@echo 'make cv       5-fold cross-validation -> models/$(RUN)/'
-	@echo 'make tune     Optuna search (TRIALS=, JOBS=) -> models/tune/best_params.json'
+	@echo 'make tune     Optuna search (TRIALS=, JOBS=) -> models/tune/best_params.json (then make cv PARAMS=...)'
 	@echo 'make demo     the draw-a-digit page on http://127.0.0.1:7860'
-	@echo 'make bench    every figure of the README on the full data'
-	@echo 'variables: DATA= RUN= FOLDS= EPOCHS= RECIPE=default|seed ARGS="more CLI flags"; README.md has the rest'
+	@echo 'make bench    DATA=folder: the figures of docs/benchmarks.md -> benchmarks/results/'
+	@echo 'variables: DATA= RUN= FOLDS= EPOCHS= RECIPE=default|seed PARAMS= ARGS="more CLI flags"; docs/cli.md has the rest'
 
 # A virtual environment made on first use; re-made when pyproject.toml changes. On Linux pip takes PyTorch's
 # CUDA build, ~6.5 GB in the venv: a first install checks the space first rather than letting pip fill the disk.
@@ -40,7 +41,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,postgres]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -66,12 +67,17 @@ data: $(VENV)/.installed
 	$(PY) -m competition data $(if $(SRC),--src $(SRC))
 
 test: $(VENV)/.installed-test
-	$(PY) -m ruff check competition tests notebooks
+	$(PY) -m ruff check competition tests notebooks benchmarks
 	$(PY) -m mypy
 	$(PY) -m pytest -q $(ARGS)
 
-bench: $(VENV)/.installed
-	$(PY) -m competition.bench --data $(or $(DATA),../shared/data/digit-recognizer) --out bench
+# the edit loop: no subprocess training, servers, browser, notebook or database
+test-fast: $(VENV)/.installed-test
+	$(PY) -m pytest -q -m 'not slow' $(ARGS)
+
+bench: $(VENV)/.installed-test
+	@test -n "$(DATA)" || { echo 'make bench needs DATA=path/to/digit-recognizer (a folder with train and test files)' >&2; exit 2; }
+	$(PY) benchmarks/bench.py --data $(DATA) --work bench $(ARGS)
 
 clean:
 	rm -rf models bench submissions/*.csv

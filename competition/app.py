@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,8 @@ from .ensemble import Ensemble
 from .errors import UserError
 from .recognize import UNSURE_BELOW, Reading, recognize
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home
+log = logging.getLogger(__name__)
+
 SELECT_BRUSH = """() => { let tries = 0; const pick = () => {
   const brush = document.querySelector('#sketchpad button[aria-label="Brush"]');
   if (brush) { brush.click(); } else if (tries++ < 50) { setTimeout(pick, 100); } }; pick(); }"""
@@ -43,7 +44,7 @@ def build_app(ensemble: Ensemble) -> Any:
     def predict(value: dict[str, Any] | None) -> tuple[str, dict[str, float], str, np.ndarray | None]:
         return describe(recognize(value, ensemble)) if value is not None else describe(Reading())
 
-    with gr.Blocks(title="Draw a digit") as demo:
+    with gr.Blocks(title="Draw a digit", analytics_enabled=False) as demo:  # no phoning home
         gr.Markdown(f"# Draw a digit\n{HELP} Predictions update as you draw. Models: `{ensemble.source}` "
                     f"({len(ensemble.members)} fold model(s)); a digit below {UNSURE_BELOW:.0%} confidence is marked unsure.")
         with gr.Row():
@@ -73,7 +74,7 @@ def serve(*, models: Path, host: str, port: int, share: bool) -> None:
     import gradio as gr
 
     ensemble = Ensemble.load(models)
-    print(f"demo: {len(ensemble.members)} model(s) from {models}; http://{host}:{port}")
+    log.info(f"demo: {len(ensemble.members)} model(s) from {models}; http://{host}:{port}")
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                               font_mono=["ui-monospace", "monospace"])  # system fonts: no font CDN
     try:

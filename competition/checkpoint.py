@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
+import math
 import pickle
-import platform
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +14,10 @@ from torch import nn
 
 from .config import TrainConfig
 from .errors import UserError
-from .model import build_model
+from .io import atomic_write, versions
+from .model import NORMALIZE, build_model
 
 FORMAT = "competition-checkpoint/1"
-# The original notebook normalised with Normalize((0.5,), (0.5,)); every model here uses the same.
-NOTEBOOK_NORM = {"mean": 0.5, "std": 0.5}
 
 
 @dataclass
@@ -34,34 +31,43 @@ class Checkpoint:
     extra: dict[str, Any] = field(default_factory=dict)  # history, OOF predictions, data fingerprint...
 
 
-def versions() -> dict[str, str]:
-    import numpy
-
-    return {"torch": str(torch.__version__), "numpy": numpy.__version__, "python": platform.python_version()}
-
-
-def atomic_write(path: Path, write: Any, mode: str = "wb") -> None:
-    """Write through a temporary file in the same folder, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(path: Path, model: nn.Module, config: TrainConfig, *, fold: int | None,
                     metrics: dict[str, Any], extra: dict[str, Any]) -> None:
     state = {k: v.detach().cpu().float() if v.is_floating_point() else v.cpu()
              for k, v in model.state_dict().items()}
     payload = {
         "format": FORMAT, "arch": config.arch, "state_dict": state, "config": config.to_dict(),
-        "normalize": NOTEBOOK_NORM, "fold": fold, "metrics": metrics, "versions": versions(), **extra,
+        "normalize": NORMALIZE, "fold": fold, "metrics": metrics, "versions": versions(), **extra,
     }
-    atomic_write(path, lambda handle: torch.save(payload, handle))
+    try:
+        atomic_write(path, lambda handle: torch.save(payload, handle))
+    except RuntimeError as exc:  # torch.save reports a failed write (a full disk, say) as a RuntimeError
+        raise UserError(f"{path}: cannot write the checkpoint ({_first_line(exc)}); is the disk full?") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _checked_normalize(value: object) -> dict[str, float]:
+    """The normalisation a checkpoint names, if it is one a model can predict with."""
+    if not isinstance(value, dict) or not {"mean", "std"} <= set(value):
+        raise UserError(f"normalize is {value!r}, not {{'mean': ..., 'std': ...}}")
+    mean, std = value["mean"], value["std"]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in (mean, std)) or std <= 0:
+        raise UserError(f"normalize has mean {mean!r} and std {std!r}: needs finite numbers and std > 0")
+    return {"mean": float(mean), "std": float(std)}
+
+
+def _read_ours(payload: dict[str, Any]) -> tuple[TrainConfig, Any, dict[str, float]]:
+    """(config, state dict, normalisation) of a checkpoint in FORMAT; UserError naming what is missing or wrong."""
+    missing = [key for key in ("config", "state_dict", "normalize") if key not in payload]
+    if missing:
+        raise UserError(f"lacks {', '.join(missing)}")
+    if not isinstance(payload["config"], dict):
+        raise UserError(f"config is a {type(payload['config']).__name__}, not a dict")
+    return TrainConfig.from_dict(payload["config"]).validate(), payload["state_dict"], _checked_normalize(payload["normalize"])
 
 
 def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -83,26 +89,31 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: not a loadable PyTorch checkpoint ({first})") from exc
+        raise UserError(f"{path}: not a loadable PyTorch checkpoint ({_first_line(exc)})") from exc
     if not isinstance(payload, dict):
         raise UserError(f"{path}: holds a {type(payload).__name__}, not a checkpoint or state dict")
     if payload.get("format") == FORMAT:
-        config = TrainConfig.from_dict(payload["config"])
-        state, normalize = payload["state_dict"], payload["normalize"]
+        try:
+            config, state, normalize = _read_ours(payload)
+        except UserError as exc:
+            raise UserError(f"{path}: {exc}") from exc
         meta = {k: v for k, v in payload.items() if k not in ("format", "state_dict", "config", "normalize", "fold", "metrics", "arch")}
         fold, metrics = payload.get("fold"), payload.get("metrics", {})
     elif all(isinstance(v, torch.Tensor) for v in payload.values()):
         # The original notebook: torch.save(model.state_dict(), "mnist_cnn.pth"), inputs at mean/std 0.5.
-        config, state, normalize, meta, fold, metrics = TrainConfig(), payload, NOTEBOOK_NORM, {}, None, {}
+        config, state, normalize, meta, fold, metrics = TrainConfig(), payload, NORMALIZE, {}, None, {}
     else:
         raise UserError(f"{path}: a dict, but neither a {FORMAT} checkpoint nor a state dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{path}: state_dict is not a dict of tensors")
+    broken = [name for name, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if broken:
+        raise UserError(f"{path}: weights hold NaN or infinity ({broken[0]}): a diverged run cannot predict")
     model = build_model(config.arch, dropout=config.dropout)
     try:
         model.load_state_dict(_strip_prefix(dict(state)))
     except RuntimeError as exc:
-        detail = str(exc).splitlines()[0]
-        raise UserError(f"{path}: weights do not fit the {config.arch!r} CNN ({detail})") from exc
+        raise UserError(f"{path}: weights do not fit the {config.arch!r} CNN ({_first_line(exc)})") from exc
     model.eval()
     return Checkpoint(model=model, config=config, normalize=dict(normalize), path=path, fold=fold,
                       metrics=dict(metrics), extra=meta)

@@ -5,21 +5,25 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import logging
+import os
 import sys
 from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import RECIPES, TUNED_FILE, TrainConfig, load_tuned
+from .config import RECIPES, TrainConfig, field_help
 from .errors import UserError
 
 if TYPE_CHECKING:  # the data module pulls in pandas: imported where used, so --help stays fast
     from .data import Digits
 
+log = logging.getLogger("competition")
+
 # cv flags that map one-to-one onto TrainConfig fields (flag --batch-size -> field batch_size)
 CONFIG_FLAGS = {"folds": int, "epochs": int, "patience": int, "lr": float, "dropout": float, "batch_size": int,
-                "seed": int, "time_budget": float, "workers": int, "elastic": float, "schedule": str,
-                "label_smoothing": float, "clean_epochs": int, "weight_decay": float}
+                "seed": int, "weight_decay": float, "label_smoothing": float, "workers": int}
 
 
 def _data_path(value: Path | None) -> Path:
@@ -28,7 +32,7 @@ def _data_path(value: Path | None) -> Path:
     if value is not None:
         return value
     path = default_data_dir()
-    print(f"data: {path}/" + (" (the bundled sample; `make data` fetches the full files)" if path.name == "sample" else ""))
+    log.info(f"data: {path}/" + (" (the bundled sample; `make data` fetches the full files)" if path.name == "sample" else ""))
     return path
 
 
@@ -38,40 +42,28 @@ def _models_path(value: Path | None) -> Path:
     if value is not None:
         return value
     run = latest_run()
-    print(f"models: {run} (latest run)")
+    log.info(f"models: {run} (latest run)")
     return run
 
 
-def train_config(args: argparse.Namespace, *, data: Path | None = None) -> TrainConfig:
-    """Recipe, then tuned parameters (default recipe only, unless --no-tuned), then explicit flags.
-
-    Parameters tuned on the bundled sample are not used for other data (`data`): they did not transfer (README).
-    """
-    from .data import is_sample
-
-    config = RECIPES[args.recipe]
-    if args.recipe == "default" and not args.no_tuned:
-        tuned, tuned_on = load_tuned(TUNED_FILE)
-        if tuned and is_sample(tuned_on) and data is not None and not is_sample(data):
-            print(f"cv: not using {TUNED_FILE}: tuned on the bundled sample ({tuned_on}), not on {data}; "
-                  f"`make tune` on this data writes parameters for it")
-        elif tuned:
-            print(f"cv: using tuned parameters from {TUNED_FILE}: {tuned}" + (f", tuned on {tuned_on}" if tuned_on else "")
-                  + " (--no-tuned ignores them)")
-            config = config.replace(**tuned)
-    explicit = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
+def config_flags(args: argparse.Namespace) -> dict[str, object]:
+    """The TrainConfig fields the command line sets explicitly."""
+    explicit: dict[str, object] = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
     if args.no_bf16:
         explicit["bf16"] = False
     if args.tta:
         explicit["tta"] = True
-    return config.replace(**explicit).validate()
+    return explicit
 
 
 def cmd_cv(args: argparse.Namespace) -> int:
+    from .config import resolve
     from .cv import run_cv
 
     path = _data_path(args.data)
-    config = train_config(args, data=path)
+    config, notes = resolve(recipe=args.recipe, params=args.params, flags=config_flags(args), data=path)
+    for note in notes:
+        log.info(f"cv: {note}")
     data = _read_limited(path, args.limit)
     run_cv(data=data, out=args.out, config=config, force=args.force, only=args.fold)
     return 0
@@ -88,19 +80,24 @@ def _read_limited(path: Path, limit: int | None) -> Digits:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from .tune import run_tune
+    from .tune import STORAGE_ENV, run_tune
 
+    storage = args.storage or os.environ.get(STORAGE_ENV) or None
     path = _data_path(args.data)
     data = _read_limited(path, args.limit)
-    folds = max(RECIPES["default"].folds, args.folds)
-    worker_args = ["--data", str(path), "--trials", str(args.trials), "--study", args.study,
-                   "--folds", str(args.folds), "--fold-epochs", str(args.fold_epochs), "--jobs", str(args.jobs), "--out", str(args.out)]
-    worker_args += (["--storage", args.storage] if args.storage else []) + (["--timeout", str(args.timeout)] if args.timeout else [])
-    worker_args += ["--limit", str(args.limit)] if args.limit else []
-    run_tune(data=data, out=args.out, base=RECIPES["default"], trials=args.trials, timeout=args.timeout, storage=args.storage,
-             study_name=args.study, folds=folds, cv_folds=args.folds, fold_epochs=args.fold_epochs, jobs=args.jobs,
-             worker=args.worker, worker_args=worker_args)
+    folds = max(RECIPES["default"].folds, args.trial_folds)
+    run_tune(data=data, out=args.out, base=RECIPES["default"], trials=args.trials, timeout=args.timeout, storage=storage,
+             study_name=args.study, folds=folds, cv_folds=args.trial_folds, fold_epochs=args.fold_epochs, jobs=args.jobs,
+             worker=args.worker, worker_args=tune_worker_args(args, path))
     return 0
+
+
+def tune_worker_args(args: argparse.Namespace, data: Path) -> list[str]:
+    """The command line of a `tune --jobs` helper: the same study, minus the storage URL, which goes by environment."""
+    worker_args = ["--data", str(data), "--trials", str(args.trials), "--study", args.study, "--trial-folds",
+                   str(args.trial_folds), "--fold-epochs", str(args.fold_epochs), "--jobs", str(args.jobs), "--out", str(args.out)]
+    worker_args += ["--timeout", str(args.timeout)] if args.timeout else []
+    return worker_args + (["--limit", str(args.limit)] if args.limit else [])
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -115,7 +112,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     result = evaluate(models=_models_path(args.models), data=_data_path(args.data))
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(result, allow_nan=False))
     else:
         print(f"accuracy {result['accuracy']:.4f} on {result['n']:,} images ({result['models']} model(s))")
         for row in result["per_model"]:
@@ -138,7 +135,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             failed += 1
             continue
         line = {"file": str(path), **reading.to_json()}
-        print(json.dumps(line) if args.json else f"{path}: {reading.number or 'no digit found'}"
+        print(json.dumps(line, allow_nan=False) if args.json else f"{path}: {reading.number or 'no digit found'}"
               + ("" if not reading.digits or not line["unsure"] else " (unsure)"), flush=True)
     if failed:
         print(f"error: {failed} of {len(args.images)} file(s) could not be read", file=sys.stderr)
@@ -178,21 +175,22 @@ def _port(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m competition", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     cv = sub.add_parser("cv", help="K-fold cross-validation of the CNN; one checkpoint per fold")
     cv.add_argument("--data", type=Path, help="train.csv / .csv.gz / Kaggle zip / folder (default: data/, else the sample)")
     cv.add_argument("--out", type=Path, default=Path("models/default"), help="run folder (default: models/default)")
     cv.add_argument("--recipe", choices=sorted(RECIPES), default="default",
-                    help="default: the tuned-for-CPU run; seed: the original notebook's settings")
+                    help="default: the recipe the README reports; seed: the original notebook's settings")
+    cv.add_argument("--params", type=Path, metavar="FILE",
+                    help="hyperparameters from a `tune` result (models/tune/best_params.json); flags override them")
+    helps = field_help()
     for name, kind in CONFIG_FLAGS.items():
-        field = TrainConfig.__dataclass_fields__[name]
-        cv.add_argument(f"--{name.replace('_', '-')}", type=_non_negative(kind) if kind is not str else str,
-                        help=f"(default {field.default})")
+        default = TrainConfig.__dataclass_fields__[name].default
+        cv.add_argument(f"--{name.replace('_', '-')}", type=_non_negative(kind), help=f"{helps[name]} (default {default})")
     cv.add_argument("--no-bf16", action="store_true", help="train in float32 even where the hardware computes bf16 (slower there)")
-    cv.add_argument("--tta", action="store_true",
-                    help="the models predict from 3 views (as is, rotated +-6 deg): OOF, submit, evaluate, predict, demo")
-    cv.add_argument("--no-tuned", action="store_true", help=f"ignore {TUNED_FILE}")
+    cv.add_argument("--tta", action="store_true", help=helps["tta"])
     cv.add_argument("--limit", type=_non_negative(int), help="use only the first N rows (quick trials)")
     cv.add_argument("--fold", type=_non_negative(int), help="train only this fold (1..K), e.g. one per machine")
     cv.add_argument("--force", action="store_true", help="retrain folds that are already in --out")
@@ -202,9 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--data", type=Path, help="labelled data (default: data/, else the sample)")
     tune.add_argument("--trials", type=int, default=20, help="finished trials the study should reach (default 20)")
     tune.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
-    tune.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user@host/db (default: a journal file in --out)")
+    tune.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user@host/db (default: $COMPETITION_TUNE_STORAGE, "
+                                        "else a journal file in --out); passwords are never printed")
     tune.add_argument("--study", default="digits", help="study name (default digits)")
-    tune.add_argument("--folds", type=int, default=1, help="folds each trial trains and averages (default 1 of a 5-fold split)")
+    tune.add_argument("--trial-folds", type=int, default=1,
+                      help="folds of the 5-fold split each trial trains and averages (default 1)")
     tune.add_argument("--fold-epochs", type=int, default=3, help="epochs per fold in a trial (default 3)")
     tune.add_argument("--jobs", type=int, default=1, help="worker processes on this machine sharing the study (default 1)")
     tune.add_argument("--out", type=Path, default=Path("models/tune"), help="results folder (default models/tune)")
@@ -215,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     submit = sub.add_parser("submit", help="ensemble the fold models over test.csv -> submission.csv")
     submit.add_argument("--models", type=Path, help="run folder or checkpoint file (default: latest run in models/)")
     submit.add_argument("--data", type=Path, help="test.csv / .csv.gz / Kaggle zip / folder (default: data/, else the sample)")
-    submit.add_argument("--out", type=Path, default=Path("submissions/submission.csv"))
+    submit.add_argument("--out", type=Path, default=Path("submissions/submission.csv"),
+                        help="the file to upload (default submissions/submission.csv); a timestamped copy goes beside it")
     submit.set_defaults(run=cmd_submit)
 
     evaluate = sub.add_parser("evaluate", help="accuracy of the ensemble and each model on a labelled file")
@@ -225,14 +226,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=cmd_evaluate)
 
     predict = sub.add_parser("predict", help="read the digits in image files (canvases, scans, photos)")
-    predict.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
+    predict.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
     predict.add_argument("--models", type=Path, help="run folder or checkpoint file (default: latest run)")
     predict.add_argument("--json", action="store_true", help="one JSON object per image")
     predict.set_defaults(run=cmd_predict)
 
     demo = sub.add_parser("demo", help="the draw-a-digit page (Gradio)")
     demo.add_argument("--models", type=Path, help="run folder or checkpoint file (default: latest run)")
-    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--host", default="127.0.0.1",
+                      help="address to serve on (default 127.0.0.1: this machine only; 0.0.0.0: every network)")
     demo.add_argument("--port", type=_port, default=7860, help="1..65535 (default 7860)")
     demo.add_argument("--share", action="store_true", help="ask Gradio for a public link (needs internet)")
     demo.set_defaults(run=cmd_demo)
@@ -243,8 +245,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    try:
+        return version("competition")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
+class _TqdmHandler(logging.Handler):
+    """Log lines on stderr, written between progress-bar redraws so neither garbles the other."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm.auto import tqdm
+
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def setup_logging() -> None:
+    """Informational lines go to stderr, so stdout carries only results (`--json` lines stay pure JSON)."""
+    if not log.handlers:
+        log.addHandler(_TqdmHandler())
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    setup_logging()
     try:
         return int(args.run(args))
     except UserError as exc:

@@ -1,10 +1,16 @@
-"""Training configuration: one typed dataclass; recipes and tuned parameters are instances of it."""
+"""Training configuration: one typed dataclass; recipes and tuned parameters are instances of it.
+
+`resolve` is the one place a run's configuration is decided: recipe, then a parameters file, then flags.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
+import re
 from dataclasses import dataclass, fields
+from functools import cache
 from pathlib import Path
 
 from .errors import UserError
@@ -12,33 +18,38 @@ from .errors import UserError
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that decides how one fold is trained and how its model predicts. Defaults = the run the README reports."""
+    """Everything that decides how one fold is trained and how its model predicts. Defaults = the run the README reports.
+
+    The fields above `bf16` are the hyperparameters: a run's fingerprint covers them. The run settings below
+    change how fast a run goes, not what it learns, so a run can be resumed with other values.
+    """
 
     arch: str = "reference"  # model name in competition.model.ARCHS ("reference" = the notebook's CNN)
-    folds: int = 5  # K of StratifiedKFold
+    folds: int = 5  # K of the stratified K-fold split
     seed: int = 42  # fold split, weight init, augmentation and shuffling all derive from it
-    epochs: int = 15  # upper bound per fold (33.6k images: ~17 s each with bf16, 45-55 s in fp32 on 2 AVX2 cores); 12 made 8 more OOF errors (README)
+    epochs: int = 15  # upper bound per fold; early stopping may end a fold sooner (docs/training.md)
     patience: int = 5  # epochs without a lower validation loss before a fold stops
-    lr: float = 4.48e-3  # peak learning rate of Adam (the schedule's maximum), from `tune` on the full data (AVX2 host's study)
-    schedule: str = "onecycle"  # "onecycle" (warm-up then cosine decay to ~0) or "constant"
+    lr: float = 4.48e-3  # peak learning rate of Adam (the one-cycle schedule's maximum), from a full-data `tune`
+    schedule: str = "onecycle"  # "onecycle" (warm-up, then cosine decay to ~0) or "constant" (the seed recipe's)
     batch_size: int = 128  # images per optimiser step
-    dropout: float = 0.165  # before the last layer (notebook: 0.5), from `tune`: fewer OOF errors on average than 0.33, 0.08, 0 (README)
-    weight_decay: float = 1e-4  # Adam's L2 term: 1e-4 made fewer OOF errors than 0 on 7 of 7 splits (README, GPU sweep)
-    label_smoothing: float = 0.0  # cross-entropy target smoothing
-    rotate: float = 10.0  # degrees, uniform in [-rotate, rotate]
-    shift: float = 0.08  # fraction of the image side, uniform in [-shift, shift] per axis
-    scale: float = 0.1  # relative zoom, uniform in [1 - scale, 1 + scale]
-    shear: float = 5.0  # degrees, uniform in [-shear, shear]
-    elastic: float = 0.0  # probability of an elastic distortion per image; 0.5 did not help at 12 epochs (README)
-    clean_epochs: int = 0  # last epochs without augmentation (He et al. 2019); 1 measured 99.46 vs 99.48 % OOF
-    aug_group: int = 4  # images per albumentations call, sharing one draw: 92 -> 21 us/image on this CPU
-    time_budget: float = 0.0  # seconds of training per fold; 0 = no limit (for equal-cost comparisons)
-    bf16: bool = True  # bfloat16 autocast where the hardware has it (AVX512-BF16/AMX CPUs, GPUs): ~2x faster; fp32 elsewhere
+    dropout: float = 0.165  # before the last layer (notebook: 0.5), from a full-data `tune`
+    weight_decay: float = 1e-4  # Adam's L2 term (docs/training.md)
+    label_smoothing: float = 0.0  # cross-entropy target smoothing, 0..1
+    rotate: float = 10.0  # augmentation: degrees, uniform in [-rotate, rotate]
+    shift: float = 0.08  # augmentation: fraction of the image side, uniform in [-shift, shift] per axis
+    scale: float = 0.1  # augmentation: relative zoom, uniform in [1 - scale, 1 + scale]
+    shear: float = 5.0  # augmentation: degrees, uniform in [-shear, shear]
+    tta: bool = False  # predict from 3 views (as is, rotated +-6 deg): OOF, submit, evaluate, predict and demo
+    bf16: bool = True  # bfloat16 autocast where the hardware computes it (AVX512-BF16/AMX CPUs, GPUs); fp32 elsewhere
     workers: int = 1  # augmentation processes beside the training loop (0 = in the loop)
-    tta: bool = False  # predict from 3 views (as is, rotated +-6 deg): OOF 226 -> 214 errors of 42,000, 3x the inference
+    aug_group: int = 4  # images per albumentations call, sharing one random draw (the per-call overhead dominates)
 
     def replace(self, **changes: object) -> TrainConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def hyperparameters(self) -> dict[str, object]:
+        """The fields that decide what a run learns: what its fingerprint covers."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in RUN_SETTINGS}
 
     def validate(self) -> TrainConfig:
         """Raise UserError naming the first out-of-range field."""
@@ -55,10 +66,7 @@ class TrainConfig:
             "shift": 0 <= self.shift < 0.5,
             "scale": 0 <= self.scale < 1,
             "shear": 0 <= self.shear < 45,
-            "elastic": 0 <= self.elastic <= 1,
-            "clean_epochs": 0 <= self.clean_epochs <= self.epochs,
             "aug_group": 1 <= self.aug_group <= 512,
-            "time_budget": self.time_budget >= 0,
             "workers": self.workers >= 0,
             "schedule": self.schedule in ("onecycle", "constant"),
         }
@@ -76,33 +84,75 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, object]) -> TrainConfig:
-        """Build from a dict, ignoring keys this version does not know (older/newer checkpoints)."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})  # type: ignore[arg-type]
+        """Build from a dict (a checkpoint's, a parameters file's), ignoring keys this version does not know
+        (older/newer checkpoints); UserError naming a value of the wrong type."""
+        known = {f.name: type(f.default) for f in fields(cls)}
+        kept: dict[str, object] = {}
+        for name, value in values.items():
+            if name not in known:
+                continue
+            kind = known[name]
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not (isinstance(value, kind) and (kind is bool or not isinstance(value, bool)) or (kind is float and number)):
+                raise UserError(f"config field {name}={value!r} should be of type {kind.__name__}")
+            kept[name] = float(value) if kind is float else value  # type: ignore[arg-type]
+        return cls(**kept)  # type: ignore[arg-type]
 
 
-# The original notebook's settings, for comparison: Adam 1e-3 without weight decay, batch 64, rotation
-# 15 deg only, patience 10, up to 100 epochs, fp32.
+RUN_SETTINGS = ("bf16", "workers", "aug_group")
+
+# The original notebook's settings: Adam 1e-3 without weight decay, batch 64, rotation 15 deg only,
+# patience 10, up to 100 epochs, fp32.
 SEED_RECIPE = TrainConfig(
     epochs=100, patience=10, lr=1e-3, schedule="constant", batch_size=64, weight_decay=0.0,
     rotate=15.0, shift=0.0, scale=0.0, shear=0.0, bf16=False,
 )
 RECIPES: dict[str, TrainConfig] = {"default": TrainConfig(), "seed": SEED_RECIPE}
 
-TUNED_FILE = Path("models/tune/best_params.json")  # written by `tune`, read by `cv` when present
+
+@cache
+def field_help() -> dict[str, str]:
+    """Each field's comment in the class above: the CLI's help text, so the two cannot disagree."""
+    source = inspect.getsource(TrainConfig)
+    return dict(re.findall(r"^    (\w+): [^=]+= .*?  # (.+)$", source, flags=re.MULTILINE))
 
 
-def load_tuned(path: Path = TUNED_FILE) -> tuple[dict[str, object], str]:
-    """(tuned hyper-parameters (lr, dropout, batch_size, ...), the data they were tuned on); ({}, "") when no study has finished."""
-    if not path.exists():
-        return {}, ""
+def load_params(path: Path) -> tuple[dict[str, object], str]:
+    """(hyperparameters, the data they were tuned on) from a `tune` result (best_params.json)."""
     try:
         saved = json.loads(path.read_text())
-        params, data = saved["params"], str(saved.get("data", ""))  # files from before "data" was recorded lack it
+        params, data = saved["params"], str(saved.get("data", ""))
+    except FileNotFoundError as exc:
+        raise UserError(f"{path}: no such parameters file (`tune` writes one)") from exc
     except (ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{path}: not a tuned-parameters file ({exc}); delete it or re-run tune") from exc
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = set(params) - known
+        raise UserError(f"{path}: not a tuned-parameters file ({exc})") from exc
+    if not isinstance(params, dict):
+        raise UserError(f"{path}: 'params' is not an object")
+    unknown = set(params) - {f.name for f in fields(TrainConfig)}
     if unknown:
         raise UserError(f"{path}: unknown parameters {sorted(unknown)}")
     return dict(params), data
+
+
+def resolve(*, recipe: str = "default", params: Path | None = None, flags: dict[str, object] | None = None,
+            data: str | Path | None = None) -> tuple[TrainConfig, list[str]]:
+    """The run's configuration and the notes to show about it: the recipe, then `params` (a `tune` result), then
+    explicit flags, each overriding the one before. `data` (the training data) only decides a warning."""
+    from .data import is_sample
+
+    if recipe not in RECIPES:
+        raise UserError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
+    config, notes = RECIPES[recipe], []
+    if params is not None:
+        tuned, tuned_on = load_params(params)
+        try:
+            checked = TrainConfig.from_dict(tuned)  # the values' types
+        except UserError as exc:
+            raise UserError(f"{params}: {exc}") from exc
+        config = config.replace(**{name: getattr(checked, name) for name in tuned})
+        notes.append(f"parameters from {params}: {tuned}" + (f" (tuned on {tuned_on})" if tuned_on else ""))
+        if tuned_on and is_sample(tuned_on) and data is not None and not is_sample(data):
+            notes.append(f"warning: {params} was tuned on the bundled sample, not on {data}; "
+                         f"parameters tuned on the sample did not transfer to the full data (docs/tuning.md)")
+    config = config.replace(**(flags or {}))
+    return config.validate(), notes

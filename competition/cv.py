@@ -4,43 +4,36 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold
 from tqdm.auto import tqdm
 
-from .checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data import Digits
+from .data import Digits, fold_indices
 from .errors import UserError
-from .infer import bf16_helps, log_loss, pick_device
-from .model import build_model
-from .train import fit
+from .infer import bf16_helps, pick_device
+from .io import atomic_write
+from .metrics import accuracy, log_loss
+from .train import fit, init_model
 
-
-def fold_indices(labels: np.ndarray, *, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified (train, validation) row indices per fold; the same for the same labels and seed."""
-    counts = np.bincount(labels)[np.unique(labels)]
-    if counts.min() < folds:
-        raise UserError(f"{folds} folds need at least {folds} rows of every digit present; the rarest has {counts.min()}")
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return list(splitter.split(np.zeros(len(labels)), labels))
+log = logging.getLogger(__name__)
 
 
 def fingerprint(data: Digits, config: TrainConfig) -> str:
     """Identifies data + settings, so a re-run only reuses folds trained on exactly these."""
     digest = hashlib.sha1(data.images.tobytes())
     digest.update(data.labels.tobytes() if data.labels is not None else b"")
-    digest.update(json.dumps({k: v for k, v in config.to_dict().items() if k != "workers"}, sort_keys=True).encode())
+    digest.update(json.dumps(config.hyperparameters(), sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
 
-def run_cv(*, data: Digits, out: Path, config: TrainConfig, force: bool = False, only: int | None = None,
-           log: Any = tqdm.write) -> dict[str, Any]:
+def run_cv(*, data: Digits, out: Path, config: TrainConfig, force: bool = False, only: int | None = None) -> dict[str, Any]:
     """Train config.folds models (or just fold `only`); skip folds already in `out` for the same data and settings."""
     assert data.labels is not None, "run_cv needs labelled data"
     config.validate()
@@ -50,7 +43,7 @@ def run_cv(*, data: Digits, out: Path, config: TrainConfig, force: bool = False,
     signature = fingerprint(data, config)
     device = pick_device()
     precision = ("bf16 autocast" if config.bf16 and bf16_helps(device) else "fp32") + (", TTA 3 views" if config.tta else "")
-    log(f"cv: {len(data):,} images from {data.source}; {config.folds} folds; device {device} ({precision}); out {out}")
+    log.info(f"cv: {len(data):,} images from {data.source}; {config.folds} folds; device {device} ({precision}); out {out}")
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     for fold, (train_idx, val_idx) in enumerate(tqdm(splits, desc="folds", unit="fold", dynamic_ncols=True), start=1):
@@ -62,26 +55,26 @@ def run_cv(*, data: Digits, out: Path, config: TrainConfig, force: bool = False,
             if previous.extra.get("signature") != signature:
                 raise UserError(f"{path} was trained on other data or settings; "
                                 f"pass --force to retrain, or choose another --out")
-            log(f"fold {fold}: already trained (val acc {previous.metrics['val_acc']:.4f}); skipped, --force retrains")
+            log.info(f"fold {fold}: already trained (val acc {previous.metrics['val_acc']:.4f}); skipped, --force retrains")
             continue
-        model = build_model(config.arch, dropout=config.dropout)
-        result = fit(model, (data.images[train_idx], data.labels[train_idx]),
-                     (data.images[val_idx], data.labels[val_idx]),
-                     config.replace(seed=config.seed + fold), device=device, desc=f"fold {fold}/{config.folds}")
+        fold_config = config.replace(seed=config.seed + fold)
+        model = init_model(fold_config)
+        result = fit(model, (data.images[train_idx], data.labels[train_idx]), (data.images[val_idx], data.labels[val_idx]),
+                     fold_config, device=device, desc=f"fold {fold}/{config.folds}")
         metrics = {"val_acc": result.val_acc, "val_loss": result.val_loss, "best_epoch": result.best_epoch,
                    "epochs": len(result.history), "seconds": result.seconds, "images_per_s": result.images_per_s}
         save_checkpoint(path, model, config, fold=fold, metrics=metrics, extra={
             "signature": signature, "data": data.source, "history": result.history,
             "oof_index": val_idx.tolist(), "oof_probs": result.val_probs.tolist()})
-        log(f"fold {fold}: val acc {result.val_acc:.4f}, loss {result.val_loss:.4f}, "
+        log.info(f"fold {fold}: val acc {result.val_acc:.4f}, loss {result.val_loss:.4f}, "
             f"best epoch {result.best_epoch}/{len(result.history)}, {result.seconds:.0f} s, "
             f"{result.images_per_s:,.0f} img/s")
     missing = [k for k in range(1, config.folds + 1) if not (out / f"fold{k}.pt").exists()]
     if missing:
-        log(f"cv: folds {missing} not trained yet; the report is written once all {config.folds} exist")
+        log.info(f"cv: folds {missing} not trained yet; the report is written once all {config.folds} exist")
         return {}
     report = write_report(data=data, out=out, config=config, wall_seconds=time.perf_counter() - started)
-    log(f"cv: OOF accuracy {report['oof_accuracy']:.4f}; folds {report['fold_acc_mean']:.4f} ± "
+    log.info(f"cv: OOF accuracy {report['oof_accuracy']:.4f}; folds {report['fold_acc_mean']:.4f} ± "
         f"{report['fold_acc_std']:.4f}; report {out / 'cv_report.json'}")
     return report
 
@@ -99,7 +92,7 @@ def write_report(*, data: Digits, out: Path, config: TrainConfig, wall_seconds: 
     accs = np.array([ck.metrics["val_acc"] for ck in checkpoints])
     report = {
         "data": data.source, "rows": len(data), "config": config.to_dict(),
-        "oof_accuracy": float((preds == data.labels).mean()), "oof_loss": log_loss(probs, data.labels),
+        "oof_accuracy": accuracy(probs, data.labels), "oof_loss": log_loss(probs, data.labels),
         "fold_acc_mean": float(accs.mean()), "fold_acc_std": float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,
         "folds": [{"fold": ck.fold, **ck.metrics} for ck in checkpoints],
         "train_seconds": float(sum(ck.metrics["seconds"] for ck in checkpoints)),

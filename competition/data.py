@@ -1,4 +1,4 @@
-"""Kaggle Digit Recognizer files -> validated uint8 arrays, read once.
+"""Kaggle Digit Recognizer files -> validated uint8 arrays, read once; and the K-fold split of them.
 
 Accepts `train.csv` / `test.csv`, their `.gz`, Kaggle's `digit-recognizer.zip`, or a folder holding
 any of these. Every problem is a UserError naming the file, the line/column and what is wrong.
@@ -6,10 +6,15 @@ any of these. Every problem is a UserError naming the file, the line/column and 
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import io
+import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -69,29 +74,69 @@ def _locate(path: Path, kind: str) -> tuple[Path, str | None]:
     return path, None
 
 
-def _read_frame(file: Path, member: str | None, where: str) -> pd.DataFrame:
+def max_bytes() -> int:
+    """The largest CSV text read, decompressed: far above Kaggle's files (train.csv is about 73 MB), far below
+    what would exhaust memory. COMPETITION_MAX_CSV_MB raises it."""
     try:
-        if member is None:
-            raw = file.read_bytes()
-            name = file.name
-        else:
-            with zipfile.ZipFile(file) as zf:
-                raw = zf.read(member)
-            name = member
-        if name.endswith(".gz"):
-            import gzip
+        return int(float(os.environ.get("COMPETITION_MAX_CSV_MB", "256")) * 2**20)
+    except ValueError as exc:
+        raise UserError(f"COMPETITION_MAX_CSV_MB={os.environ['COMPETITION_MAX_CSV_MB']!r} is not a number of MB") from exc
 
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise UserError(f"{where}: cannot read ({exc})") from exc
-    if not raw.strip():
-        raise UserError(f"{where}: empty file")
+
+def _read_capped(stream: IO[bytes], limit: int, where: str) -> bytes:
+    """Everything `stream` yields (decompressing as it goes), refusing to hold more than `limit` bytes."""
+    chunks, total = [], 0
+    while chunk := stream.read(1 << 20):
+        total += len(chunk)
+        if total > limit:
+            raise UserError(f"{where}: over {limit / 2**20:,.0f} MB of CSV text (Kaggle's train.csv is about 73 MB); "
+                            f"if this file is meant to be that large, set COMPETITION_MAX_CSV_MB higher")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _read_text(file: Path, member: str | None, where: str) -> bytes:
+    """The file's CSV text, decompressed, within max_bytes(); errors name the file."""
+    limit = max_bytes()
     try:
-        return pd.read_csv(io.BytesIO(raw), low_memory=False)
-    except pd.errors.ParserError as exc:  # e.g. a row with more fields than the header
-        raise UserError(f"{where}: malformed CSV: {exc}".strip()) from exc
-    except (pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise UserError(f"{where}: not a CSV file ({exc})") from exc
+        with contextlib.ExitStack() as stack:
+            if member is None:
+                stream: IO[bytes] = stack.enter_context(file.open("rb"))
+                name = file.name
+            else:
+                archive = stack.enter_context(zipfile.ZipFile(file))
+                stream, name = stack.enter_context(archive.open(member)), member
+            if name.endswith(".gz"):
+                stream = stack.enter_context(gzip.GzipFile(fileobj=stream))  # type: ignore[arg-type]
+            return _read_capped(stream, limit, where)
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise UserError(f"{where}: cannot read ({exc})") from exc
+
+
+def _split_lines(raw: bytes, where: str) -> tuple[list[str], list[bytes]]:
+    """(column names, data lines). Every line is checked for length and field count before any parsing, so a
+    row of the wrong width is refused by line number, not guessed at (pandas would make extra fields an index)."""
+    lines = [line.rstrip(b"\r") for line in raw.split(b"\n")]
+    lines = [line for line in lines if line.strip()]
+    if not lines:
+        raise UserError(f"{where}: empty file")
+    longest = 4 * (SIDE * SIDE + 1) + 64  # "255," per field, and some slack for spaces
+    if len(lines[0]) > 16 * longest:
+        raise UserError(f"{where}: line 1 is {len(lines[0]):,} bytes long: not a Kaggle digits header")
+    header = lines[0].decode("utf-8", errors="replace")
+    if header.count(",") < 1 and any(sep in header for sep in (";", "\t", "|")):
+        sep = next(sep for sep in (";", "\t", "|") if sep in header)
+        raise UserError(f"{where}: the columns are separated by {sep!r}, not commas; save it as a comma-separated file")
+    columns = [name.strip().strip('"') for name in header.split(",")]
+    for number, line in enumerate(lines[1:], start=2):
+        fields = line.count(b",") + 1
+        if fields != len(columns):
+            hint = " (a trailing comma?)" if fields == len(columns) + 1 and line.endswith(b",") else ""
+            raise UserError(f"{where}: line {number} has {fields:,} fields, the header has {len(columns)}{hint}")
+        if len(line) > longest:
+            raise UserError(f"{where}: line {number} is {len(line):,} bytes long, more than a row of "
+                            f"{len(columns)} values can be")
+    return columns, lines[1:]
 
 
 def _check_columns(columns: list[str], kind: str, where: str) -> None:
@@ -110,54 +155,82 @@ def _check_columns(columns: list[str], kind: str, where: str) -> None:
             raise UserError(f"{where}: column {i + 1} is {got!r}, expected {want!r}")
     if len(columns) < len(expected):
         raise UserError(f"{where}: {len(columns)} columns, expected {len(expected)} (missing {expected[len(columns)]!r} on)")
-    raise UserError(f"{where}: {len(columns)} columns, expected {len(expected)} (extra column {columns[len(expected)]!r})")
+    extra = columns[len(expected)]
+    hint = " (a trailing comma?)" if extra == "" else ""
+    raise UserError(f"{where}: {len(columns)} columns, expected {len(expected)} (extra column {extra!r}){hint}")
 
 
 def _first_bad(frame: pd.DataFrame, mask: np.ndarray) -> tuple[int, str]:
-    """(line number in the file, column name) of the first True in a row-major mask."""
+    """(line number in the file, column name) of the first True in a row-major mask; the frame's index holds
+    each row's line number."""
     row, col = np.argwhere(mask)[0]
-    return int(row) + 2, str(frame.columns[col])  # +1 for the header, +1 for 1-based lines
+    return int(frame.index[row]), str(frame.columns[col])
 
 
-def _to_uint8(frame: pd.DataFrame, where: str) -> np.ndarray:
+def _to_uint8(frame: pd.DataFrame, where: str, *, high: int = 255, what: str = "an integer in 0..255") -> np.ndarray:
     text = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     numeric = frame.assign(**{c: pd.to_numeric(frame[c], errors="coerce") for c in text}) if text else frame
     values = numeric.to_numpy(dtype=np.float64)
     bad_text = numeric.isna().to_numpy() & frame.notna().to_numpy()
     if bad_text.any():
         line, column = _first_bad(frame, bad_text)
-        cell = frame.iloc[line - 2][column]
+        cell = frame.loc[line, column]
         raise UserError(f"{where}: line {line}, column {column}: {cell!r} is not a number")
     missing = np.isnan(values)
     if missing.any():
         line, column = _first_bad(frame, missing)
-        raise UserError(f"{where}: line {line}, column {column}: missing value (short row or empty cell)")
-    outside = (values < 0) | (values > 255) | (values != np.round(values))
+        raise UserError(f"{where}: line {line}, column {column}: missing value (an empty cell)")
+    outside = (values < 0) | (values > high) | (values != np.round(values))
     if outside.any():
         line, column = _first_bad(frame, outside)
-        value = values[line - 2, frame.columns.get_loc(column)]
-        raise UserError(f"{where}: line {line}, column {column}: {value:g} is not an integer in 0..255")
+        value = values[frame.index.get_loc(line), frame.columns.get_loc(column)]
+        raise UserError(f"{where}: line {line}, column {column}: {value:g} is not {what}")
     return values.astype(np.uint8)
+
+
+def _parse(columns: list[str], lines: list[bytes], kind: str, where: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(uint8 pixels (N, 784), int64 labels (N,) or None), parsed and validated a block of rows at a time, so memory
+    beyond the arrays stays one block's worth."""
+    images = np.empty((len(lines), SIDE * SIDE), np.uint8)
+    labels = np.empty(len(lines), np.int64) if kind == "train" else None
+    block = 4096
+    for start in range(0, len(lines), block):
+        text = b"\n".join(lines[start:start + block])
+        try:
+            frame = pd.read_csv(io.BytesIO(text), header=None, names=columns, index_col=False, low_memory=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise UserError(f"{where}: malformed CSV near line {start + 2}: {str(exc).strip()}") from exc
+        frame.index = np.arange(start + 2, start + 2 + len(frame))  # line numbers in the file
+        if labels is not None:
+            label = frame[["label"]]
+            values = _to_uint8(label, where, high=9, what="a digit 0..9")
+            labels[start:start + len(frame)] = values[:, 0]
+            frame = frame.drop(columns="label")
+        images[start:start + len(frame)] = _to_uint8(frame, where)
+    return images, labels
 
 
 def read_digits(path: str | Path, kind: str) -> Digits:
     """Read and validate a Kaggle train ('train') or test ('test') file."""
     file, member = _locate(Path(path), kind)
     where = f"{file}:{member}" if member else str(file)
-    frame = _read_frame(file, member, where)
-    _check_columns([str(c) for c in frame.columns], kind, where)
-    if frame.empty:
+    columns, lines = _split_lines(_read_text(file, member, where), where)
+    _check_columns(columns, kind, where)
+    if not lines:
         raise UserError(f"{where}: header only, no rows")
-    values = _to_uint8(frame, where)
-    labels = None
-    if kind == "train":
-        labels = values[:, 0].astype(np.int64)
-        if (labels > 9).any():
-            line = int(np.argmax(labels > 9)) + 2
-            raise UserError(f"{where}: line {line}, column label: {labels[line - 2]} is not a digit 0..9")
-        values = values[:, 1:]
-    images = np.ascontiguousarray(values.reshape(-1, SIDE, SIDE))
-    return Digits(images=images, labels=labels, source=where)
+    images, labels = _parse(columns, lines, kind, where)
+    return Digits(images=images.reshape(-1, SIDE, SIDE), labels=labels, source=where)
+
+
+def fold_indices(labels: np.ndarray, *, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified (train, validation) row indices per fold; the same for the same labels and seed."""
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = np.bincount(labels)[np.unique(labels)]
+    if counts.min() < folds:
+        raise UserError(f"{folds} folds need at least {folds} rows of every digit present; the rarest has {counts.min()}")
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(labels)), labels))
 
 
 def read_train(path: str | Path) -> Digits:

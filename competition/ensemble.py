@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import Checkpoint, find_checkpoints, load_checkpoint
+from .errors import UserError
 from .infer import pick_device, predict_views, tta_views
 
 
@@ -27,18 +28,18 @@ class Ensemble:
             member.model.to(device).to(memory_format=torch.channels_last)  # matches infer.to_input's layout
         return cls(members=members, source=Path(models))
 
-    def member_probs(self, images: np.ndarray, *, tta: bool | None = None, progress: bool = False) -> np.ndarray:
-        """(models, N, 10) softmax of each member for uint8 images (N, 28, 28).
-
-        tta: None = as each member's config says (what its OOF score measured); True/False for all (comparisons).
-        progress: a bar over the members on stderr (28,000 rows: ~10 s per model on 2 AVX2 cores).
-        """
-        uses = [m.config.tta if tta is None else tta for m in self.members]
-        views = tta_views(images) if any(uses) else [images]  # rotated once for all members
-        members = tqdm(list(zip(self.members, uses)), desc="predict", unit="model", disable=not progress,
-                       dynamic_ncols=True)
-        return np.stack([predict_views(m.model, views if use else [images], m.normalize, bf16=m.config.bf16)
-                         for m, use in members])
+    def member_probs(self, images: np.ndarray, *, progress: bool = False) -> np.ndarray:
+        """(models, N, 10) softmax of each member for uint8 images (N, 28, 28), with test-time augmentation where
+        the member's config asks for it (as its OOF score was measured). progress: a bar over the members on stderr."""
+        views = tta_views(images) if any(m.config.tta for m in self.members) else [images]  # rotated once for all
+        members = tqdm(self.members, desc="predict", unit="model", disable=not progress, dynamic_ncols=True)
+        probs = []
+        for member in members:
+            probs.append(predict_views(member.model, views if member.config.tta else [images], member.normalize,
+                                       bf16=member.config.bf16))
+            if not np.isfinite(probs[-1]).all():
+                raise UserError(f"{member.path}: predicts NaN or infinite probabilities; retrain this run")
+        return np.stack(probs) if probs else np.empty((0, len(images), 10), np.float32)
 
     def predict_proba(self, images: np.ndarray, *, progress: bool = False) -> np.ndarray:
         """(N, 10) mean of the members' softmax."""

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
 import zipfile
 from pathlib import Path
-from typing import Any
 
 from .data import DATA_DIR, read_test, read_train
 from .errors import UserError
+
+log = logging.getLogger(__name__)
 
 KAGGLE_HELP = """no data source. Either:
   make data SRC=path/to/digit-recognizer.zip   (or a folder holding train.csv and test.csv)
@@ -20,7 +22,7 @@ or install the Kaggle API and credentials, then run make data again:
 Until then every command uses the bundled sample in data/sample/."""
 
 
-def _copy_pair(src: Path, dest: Path, log: Any) -> None:
+def _copy_pair(src: Path, dest: Path) -> None:
     """Validate src's train and test files, then copy them into dest as train.csv(.gz) / test.csv(.gz)."""
     for kind, reader in (("train", read_train), ("test", read_test)):
         digits = reader(src)  # raises UserError naming the problem before anything is written
@@ -41,7 +43,7 @@ def _copy_pair(src: Path, dest: Path, log: Any) -> None:
             if stale != target:  # one file per kind, so the loader cannot pick an older one
                 stale.unlink(missing_ok=True)
         os.replace(tmp, target)
-        log(f"data: {target} <- {digits.source} ({len(digits):,} rows, validated)")
+        log.info(f"data: {target} <- {digits.source} ({len(digits):,} rows, validated)")
 
 
 def _kaggle_ready() -> bool:
@@ -50,14 +52,14 @@ def _kaggle_ready() -> bool:
     return has_cli and has_key
 
 
-def fetch_data(*, src: Path | None, dest: Path = DATA_DIR, log: Any = print, timeout: float = 300) -> None:
+def fetch_data(*, src: Path | None, dest: Path = DATA_DIR, timeout: float = 300) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     if src is not None:
-        _copy_pair(src, dest, log)
+        _copy_pair(src, dest)
         return
     if not _kaggle_ready():
         raise UserError(KAGGLE_HELP)
-    log("data: downloading with the Kaggle API (kaggle competitions download -c digit-recognizer)")
+    log.info("data: downloading with the Kaggle API (kaggle competitions download -c digit-recognizer)")
     try:
         result = subprocess.run(["kaggle", "competitions", "download", "-c", "digit-recognizer", "-p", str(dest)],
                                 capture_output=True, text=True, timeout=timeout)
@@ -66,4 +68,4 @@ def fetch_data(*, src: Path | None, dest: Path = DATA_DIR, log: Any = print, tim
     if result.returncode != 0:
         reason = (result.stderr or result.stdout).strip().splitlines()
         raise UserError(f"the Kaggle download failed: {reason[-1] if reason else 'no message'}; use make data SRC=...")
-    _copy_pair(dest / "digit-recognizer.zip", dest, log)
+    _copy_pair(dest / "digit-recognizer.zip", dest)

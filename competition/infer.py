@@ -7,9 +7,8 @@ import numpy as np
 import torch
 from torch import nn
 
-# Test-time augmentation: the image as it is plus these rotations (degrees), softmax averaged. On the
-# default 5-fold run's OOF (42,000 rows) 226 -> 214 errors; a 5-epoch run's, 297 -> 277 (README, Results).
-# Rotations did as well as +-1 px shifts (5 views) with 3 views instead of 5; each view is one more forward.
+# Test-time augmentation: the image as it is plus these rotations (degrees), softmax averaged. Rotations did as
+# well as +-1 px shifts with 3 views instead of 5; each view is one more forward (docs/training.md, TTA).
 TTA_ROTATIONS = (6.0, -6.0)
 
 
@@ -18,12 +17,9 @@ def pick_device() -> torch.device:
 
 
 def bf16_helps(device: torch.device) -> bool:
-    """Whether bfloat16 autocast is faster than float32 here: only where the hardware computes bf16.
-
-    CPUs with AVX512-BF16 (or AMX): ~2x faster training. Without it, bf16 is emulated: on a 2-core
-    AVX2-only EPYC a training step of the reference CNN ran at 68 images/s in bf16 vs 764 in fp32
-    (`python -m competition.bench --part step`, batch 128).
-    """
+    """Whether bfloat16 autocast is faster than float32 here: only where the hardware computes bf16
+    (CUDA GPUs that support it, CPUs with AVX512-BF16 or AMX). Elsewhere bf16 is emulated and many times
+    slower than fp32 (docs/benchmarks.md, training step)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type == "cpu" and torch.cpu._is_avx512_bf16_supported()
@@ -68,7 +64,7 @@ def predict_views(model: nn.Module, views: list[np.ndarray], normalize: dict[str
 @torch.no_grad()
 def _softmax(model: nn.Module, images: np.ndarray, normalize: dict[str, float], *,
              device: torch.device | None, bf16: bool, batch_size: int = 256) -> np.ndarray:
-    # batch_size 256: fastest on 2 CPU cores (8,000 img/s vs 7,000 at 1024, reference CNN, bf16)
+    # batch_size 256: the fastest measured on 2 CPU cores (docs/benchmarks.md)
     device = device or next(model.parameters()).device
     bf16 = bf16 and bf16_helps(device)
     model.eval()
@@ -80,11 +76,3 @@ def _softmax(model: nn.Module, images: np.ndarray, normalize: dict[str, float], 
             logits = model(x)
         out[start:start + batch_size] = torch.softmax(logits.float(), dim=1).cpu().numpy()
     return out
-
-
-def log_loss(probs: np.ndarray, labels: np.ndarray, *, smoothing: float = 0.0) -> float:
-    """Mean cross-entropy (nats) of predicted probabilities against integer labels, the targets smoothed as
-    F.cross_entropy's label_smoothing does: (1 - smoothing) on the label plus smoothing / classes on every class."""
-    nll = -np.log(np.clip(probs, 1e-7, 1.0))
-    picked = nll[np.arange(len(labels)), labels]
-    return float(((1 - smoothing) * picked + smoothing * nll.mean(axis=1)).mean())

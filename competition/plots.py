@@ -4,22 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure  # figures without pyplot: no backend, no window, no global state
 from sklearn.metrics import confusion_matrix
 
 
-def _save(fig: plt.Figure, path: Path) -> None:
+def _save(fig: Figure, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
 
 
 def learning_curves(histories: list[list[dict[str, float]]], path: Path) -> None:
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     for fold, history in enumerate(histories, start=1):
         epochs = [h["epoch"] for h in history]
         line = ax_loss.plot(epochs, [h["val_loss"] for h in history], label=f"fold {fold} val")[0]
@@ -34,7 +31,8 @@ def learning_curves(histories: list[list[dict[str, float]]], path: Path) -> None
 
 def confusion(labels: np.ndarray, preds: np.ndarray, path: Path) -> None:
     matrix = confusion_matrix(labels, preds, labels=list(range(10)))
-    fig, ax = plt.subplots(figsize=(6, 5.5))
+    fig = Figure(figsize=(6, 5.5))
+    ax = fig.subplots()
     off = matrix.copy()
     np.fill_diagonal(off, 0)
     ax.imshow(off, cmap="Reds")  # colour shows the errors; the diagonal would drown them
@@ -52,7 +50,8 @@ def worst_mistakes(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, pa
     wrong = wrong[np.argsort(-probs[wrong, preds[wrong]])][:count]
     cols = 8
     rows = max(1, -(-len(wrong) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.3, rows * 1.5))
+    fig = Figure(figsize=(cols * 1.3, rows * 1.5))
+    axes = fig.subplots(rows, cols)
     for ax in np.atleast_1d(axes).ravel():
         ax.axis("off")
     for ax, i in zip(np.atleast_1d(axes).ravel(), wrong):

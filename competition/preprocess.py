@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from .errors import UserError
 
-Image.MAX_IMAGE_PIXELS = 50_000_000  # decompression-bomb guard: larger images are refused, not decoded
+MAX_PIXELS = 50_000_000  # decompression-bomb guard: larger images are refused before they are decoded
 WORK_SIDE = 256  # px: drawings are shrunk to this before any analysis (an 800x800 canvas is 3x too fine)
 INK_LEVEL = 0.25  # fraction of full contrast above which a pixel counts as ink
 SPECK_FRACTION = 0.02  # components with less ink than this share of the largest are specks
@@ -72,8 +72,10 @@ def open_image(path: Path) -> Image.Image:
         raise UserError(f"{path}: empty file")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)  # PIL only warns up to 2x the limit
-            with Image.open(path) as img:
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # PIL's own guard, at its default limit
+            with Image.open(path) as img:  # reads the header only
+                if img.width * img.height > MAX_PIXELS:
+                    raise UserError(f"{path}: image too large ({img.width}x{img.height} px; at most {MAX_PIXELS:,} pixels)")
                 img.load()  # decode now: truncated files fail here, not later
                 return ImageOps.exif_transpose(img) or img
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

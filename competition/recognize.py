@@ -10,8 +10,8 @@ import numpy as np
 from .ensemble import Ensemble
 from .preprocess import segment
 
-# Below this mean probability for its top class a digit is shown as "unsure". On held-out MNIST rows
-# the ensemble is this unsure on well under 1% of digits; scribbles and letters mostly fall below it.
+# Below this mean probability for its top class a digit is shown as "unsure": held-out MNIST digits rarely
+# fall below it, scribbles and letters mostly do.
 UNSURE_BELOW = 0.6
 
 

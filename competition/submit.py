@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -12,40 +11,34 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .checkpoint import atomic_write
 from .data import is_sample, read_test, read_train
 from .ensemble import Ensemble
 from .errors import UserError
-from .infer import log_loss
+from .io import atomic_write, git_commit
+from .metrics import accuracy, log_loss
+
+log = logging.getLogger(__name__)
 
 
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return out.stdout.strip() if out.returncode == 0 else ""
-
-
-def write_submission(*, models: Path, data: Path, out: Path, log: Any = print) -> pd.DataFrame:
+def write_submission(*, models: Path, data: Path, out: Path) -> pd.DataFrame:
     """Predict every row of the test file; ImageId counts from 1 in the file's row order."""
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name, e.g. {out / 'submission.csv'}")
     out.parent.mkdir(parents=True, exist_ok=True)  # now, not after the inference: a bad --out fails at once
     test = read_test(data)
     ensemble = Ensemble.load(models)
-    log(f"submit: {len(test):,} images from {test.source}; {len(ensemble.members)} model(s) from {models}")
+    log.info(f"submit: {len(test):,} images from {test.source}; {len(ensemble.members)} model(s) from {models}")
     trained_on = {str(m.extra.get("data", "")) for m in ensemble.members}  # "" for a bare state dict
     sample_trained = sorted(source for source in trained_on if is_sample(source))
     if sample_trained and not is_sample(test.source):
         # the trap: `make submit` on a fresh clone trains on the sample; a later submission for the full test file
-        # would quietly send those models (~98.9 % instead of ~99.5 %)
-        print(f"submit: warning: {models} was trained on the bundled sample ({', '.join(sample_trained)}), not on the "
-              f"full train file; train on it first (`make cv` once `make data` has filled data/)", file=sys.stderr)
+        # would quietly send those models, which score well below a full-data run
+        log.warning(f"submit: warning: {models} was trained on the bundled sample ({', '.join(sample_trained)}), not on "
+                    f"the full train file; train on it first (`make cv` once `make data` has filled data/)")
     folds = max((m.config.folds for m in ensemble.members if m.fold is not None), default=0)
     if models.is_dir() and len(ensemble.members) < folds:
-        print(f"submit: warning: {models} has {len(ensemble.members)} of its {folds} fold models (an interrupted cv? "
-              f"the same cv command trains the rest)", file=sys.stderr)
+        log.warning(f"submit: warning: {models} has {len(ensemble.members)} of its {folds} fold models (an interrupted "
+                    f"cv? the same cv command trains the rest)")
     labels = ensemble.predict_proba(test.images, progress=True).argmax(1)
     frame = pd.DataFrame({"ImageId": np.arange(1, len(test) + 1), "Label": labels})
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -60,7 +53,7 @@ def write_submission(*, models: Path, data: Path, out: Path, log: Any = print) -
             writer.writerow(["time", "run", "cv_score", "data", "rows", "file", "commit"])
         writer.writerow([time.strftime("%Y-%m-%dT%H:%M:%S"), str(models), "" if score is None else f"{score:.5f}",
                          test.source, len(test), out.with_name(f"{out.stem}-{stamp}{out.suffix}").name, git_commit()])
-    log(f"submit: wrote {out} ({len(frame):,} rows; CV score {score if score is None else f'{score:.4f}'}); log {log_path}")
+    log.info(f"submit: wrote {out} ({len(frame):,} rows; CV score {score if score is None else f'{score:.4f}'}); log {log_path}")
     return frame
 
 
@@ -73,7 +66,7 @@ def evaluate(*, models: Path, data: Path) -> dict[str, Any]:
     mean = per_model.mean(0)
     return {
         "data": digits.source, "n": len(digits), "models": len(ensemble.members),
-        "accuracy": float((mean.argmax(1) == digits.labels).mean()), "loss": log_loss(mean, digits.labels),
-        "per_model": [{"checkpoint": str(m.path), "fold": m.fold, "accuracy": float((p.argmax(1) == digits.labels).mean())}
+        "accuracy": accuracy(mean, digits.labels), "loss": log_loss(mean, digits.labels),
+        "per_model": [{"checkpoint": str(m.path), "fold": m.fold, "accuracy": accuracy(p, digits.labels)}
                       for m, p in zip(ensemble.members, per_model)],
     }

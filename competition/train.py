@@ -11,12 +11,14 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .augment import make_loader
-from .checkpoint import NOTEBOOK_NORM
 from .config import TrainConfig
-from .infer import bf16_helps, log_loss, predict_proba, to_input
+from .infer import bf16_helps, predict_proba, to_input
+from .metrics import accuracy, log_loss
+from .model import NORMALIZE, build_model
 
 # Called after every epoch with (epoch, val_loss, val_acc); returns True to stop now (Optuna pruning).
 # Stopping by return, not by raising, lets the loader's worker process shut down with the loop: an
@@ -35,6 +37,57 @@ class FitResult:
     images_per_s: float  # training images per second over all epochs (augmentation included)
 
 
+def init_model(config: TrainConfig) -> nn.Module:
+    """A freshly initialised network for `config`: the same weights for the same arch, dropout and seed."""
+    torch.manual_seed(config.seed)
+    return build_model(config.arch, dropout=config.dropout)
+
+
+class EarlyStopping:
+    """Keeps the weights of the epoch with the lowest watched loss; says when `patience` epochs brought none lower."""
+
+    def __init__(self, model: nn.Module, patience: int) -> None:
+        self.patience, self.best_loss, self.best_epoch, self.stale = patience, float("inf"), 0, 0
+        self.best_state = copy.deepcopy(model.state_dict())
+
+    def update(self, model: nn.Module, epoch: int, loss: float) -> bool:
+        """Record this epoch; True when training should stop."""
+        if loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.stale = loss, epoch, 0
+            self.best_state = copy.deepcopy(model.state_dict())
+        else:
+            self.stale += 1
+        return self.stale >= self.patience
+
+
+def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None, *, device: torch.device, bf16: bool,
+                    label_smoothing: float) -> tuple[float, int]:
+    """One pass over the loader's batches: (mean training loss, images seen)."""
+    model.train()
+    seen, total_loss = 0, 0.0
+    for images, labels in loader:
+        x, y = to_input(images, NORMALIZE, device), labels.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        seen += len(y)
+        total_loss += loss.item() * len(y)
+    return total_loss / max(seen, 1), seen
+
+
+def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, device: torch.device, bf16: bool,
+             smoothing: float = 0.0, tta: bool = False) -> tuple[np.ndarray, dict[str, float]]:
+    """(softmax (N, 10), {val_loss, watched_loss, val_acc}); watched_loss is the loss training minimises."""
+    probs = predict_proba(model, images, NORMALIZE, device=device, bf16=bf16, tta=tta)
+    return probs, {"val_loss": log_loss(probs, labels), "watched_loss": log_loss(probs, labels, smoothing=smoothing),
+                   "val_acc": accuracy(probs, labels)}
+
+
 def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
         config: TrainConfig, *, device: torch.device, desc: str = "train", on_epoch: EpochHook | None = None) -> FitResult:
     """Train `model` in place on uint8 images; restore the weights with the lowest validation loss."""
@@ -46,53 +99,29 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     if config.schedule == "onecycle":
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.epochs * len(loader))
     bf16 = config.bf16 and bf16_helps(device)
+    # Early stopping watches the loss being trained: with label smoothing the plain log loss rises while
+    # accuracy still improves, and watching it kept too-early epochs (docs/training.md).
+    stopper = EarlyStopping(model, config.patience)
     history: list[dict[str, float]] = []
-    best_loss, best_state, best_epoch, stale = float("inf"), copy.deepcopy(model.state_dict()), 0, 0
     start = time.perf_counter()
-    out_of_time = False
     images_total, train_total = 0, 0.0  # for the run's images/s, augmentation included
     bar = tqdm(range(1, config.epochs + 1), desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
     for epoch in bar:
-        model.train()
-        tick, seen, total_loss = time.perf_counter(), 0, 0.0
-        for images, labels in loader:
-            x, y = to_input(images, NOTEBOOK_NORM, device), labels.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = F.cross_entropy(model(x), y, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            seen += len(y)
-            total_loss += loss.item() * len(y)
-            if config.time_budget and time.perf_counter() - start > config.time_budget:
-                out_of_time = True
-                break
+        tick = time.perf_counter()
+        train_loss, seen = train_one_epoch(model, loader, optimizer, scheduler, device=device, bf16=bf16,
+                                           label_smoothing=config.label_smoothing)
         train_seconds = time.perf_counter() - tick
         images_total, train_total = images_total + seen, train_total + train_seconds
-        probs = predict_proba(model, val[0], NOTEBOOK_NORM, device=device, bf16=bf16)
-        val_loss, val_acc = log_loss(probs, val[1]), float((probs.argmax(1) == val[1]).mean())
-        # Early stopping watches the loss being trained: with label smoothing the plain log loss rises
-        # while accuracy still improves, and watching it kept early epochs: 300 OOF errors, not 213 (README).
-        watched = log_loss(probs, val[1], smoothing=config.label_smoothing)
-        history.append({"epoch": epoch, "train_loss": total_loss / max(seen, 1), "val_loss": val_loss,
-                        "watched_loss": watched, "val_acc": val_acc, "seconds": time.perf_counter() - tick,
+        _, scores = evaluate(model, *val, device=device, bf16=bf16, smoothing=config.label_smoothing)
+        history.append({"epoch": epoch, "train_loss": train_loss, **scores, "seconds": time.perf_counter() - tick,
                         "images_per_s": seen / train_seconds})
-        bar.set_postfix(val_loss=f"{val_loss:.4f}", val_acc=f"{val_acc:.4f}", img_s=f"{seen / train_seconds:.0f}")
-        if watched < best_loss:
-            best_loss, best_state, best_epoch, stale = watched, copy.deepcopy(model.state_dict()), epoch, 0
-        else:
-            stale += 1
-        stop = on_epoch is not None and on_epoch(epoch, val_loss, val_acc)
-        if stop or stale >= config.patience or out_of_time:
+        bar.set_postfix(val_loss=f"{scores['val_loss']:.4f}", val_acc=f"{scores['val_acc']:.4f}", img_s=f"{seen / train_seconds:.0f}")
+        stop = stopper.update(model, epoch, scores["watched_loss"])
+        if (on_epoch is not None and on_epoch(epoch, scores["val_loss"], scores["val_acc"])) or stop:
             break
     bar.close()
-    model.load_state_dict(best_state)
-    probs = predict_proba(model, val[0], NOTEBOOK_NORM, device=device, bf16=bf16, tta=config.tta)  # the OOF predictions
-    seconds = time.perf_counter() - start
-    return FitResult(
-        history=history, best_epoch=best_epoch, val_probs=probs,
-        val_loss=log_loss(probs, val[1]), val_acc=float((probs.argmax(1) == val[1]).mean()), seconds=seconds,
-        images_per_s=images_total / max(train_total, 1e-9),
-    )
+    model.load_state_dict(stopper.best_state)
+    probs, scores = evaluate(model, *val, device=device, bf16=bf16, tta=config.tta)  # the OOF predictions
+    return FitResult(history=history, best_epoch=stopper.best_epoch, val_probs=probs, val_loss=scores["val_loss"],
+                     val_acc=scores["val_acc"], seconds=time.perf_counter() - start,
+                     images_per_s=images_total / max(train_total, 1e-9))

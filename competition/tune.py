@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -26,25 +28,33 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
-from tqdm.auto import tqdm
 
-from .checkpoint import atomic_write
-from .config import TUNED_FILE, TrainConfig
-from .cv import fold_indices
-from .data import Digits
+from .config import TrainConfig
+from .data import Digits, fold_indices
 from .errors import UserError
 from .infer import pick_device
-from .model import build_model
-from .train import fit
+from .io import atomic_write
+from .train import fit, init_model
 
-# The promised three. Weight decay and augmentation strength were left out: on the sample they moved
-# validation loss less than run-to-run noise in short trials, and each extra dimension slows TPE down.
+log = logging.getLogger(__name__)
+
+# The promised three. Weight decay and augmentation strength were left out: in short trials they moved
+# validation loss less than run-to-run noise (docs/tuning.md), and each extra dimension slows TPE down.
 SPACE: dict[str, BaseDistribution] = {
     "lr": FloatDistribution(3e-4, 1e-2, log=True),
     "dropout": FloatDistribution(0.1, 0.6),
     "batch_size": CategoricalDistribution([64, 128, 256]),
 }
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+STORAGE_ENV = "COMPETITION_TUNE_STORAGE"  # the storage URL for helper processes: never on a command line, where `ps` shows it
+
+
+def mask_password(text: str, url: str | None) -> str:
+    """`text` with the password of `url` (scheme://user:password@host/...) replaced by ***."""
+    match = re.match(r"[^:]+://[^/@:]*:([^/@]+)@", url or "")
+    return text.replace(match.group(1), "***") if match else text
 
 
 def open_storage(url: str | None, out: Path) -> optuna.storages.BaseStorage:
@@ -55,7 +65,8 @@ def open_storage(url: str | None, out: Path) -> optuna.storages.BaseStorage:
         return optuna.storages.JournalStorage(backend)
     scheme = url.split(":", 1)[0].split("+", 1)[0]
     if scheme not in ("sqlite", "postgresql", "postgres", "mysql"):
-        raise UserError(f"unknown storage URL {url!r}: expected sqlite:///FILE, postgresql://USER@HOST/DB or mysql://...")
+        raise UserError(mask_password(f"unknown storage URL {url!r}: expected sqlite:///FILE, postgresql://USER@HOST/DB or "
+                                      f"mysql://...", url))
     try:
         # heartbeats: a trial whose process died is marked failed after 2 minutes, so counts stay right
         with warnings.catch_warnings():
@@ -63,10 +74,11 @@ def open_storage(url: str | None, out: Path) -> optuna.storages.BaseStorage:
             return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120,
                                               engine_kwargs={"pool_pre_ping": True})
     except ImportError as exc:
-        raise UserError(f"storage {url!r} needs a database driver: {exc}") from exc
+        raise UserError(mask_password(f"storage {url!r} needs a database driver ({exc}); for PostgreSQL: "
+                                      f"pip install -e '.[postgres]'", url)) from exc
     except Exception as exc:  # noqa: BLE001 - sqlalchemy's errors: bad URL, unreachable server, auth
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot open storage {url!r}: {first}") from exc
+        raise UserError(mask_password(f"cannot open storage {url!r}: {first}", url)) from exc
 
 
 def check_space(study: optuna.Study) -> None:
@@ -122,8 +134,9 @@ def make_objective(data: Digits, base: TrainConfig, *, folds: int, cv_folds: int
                 pruned = trial.should_prune()
                 return pruned
 
-            result = fit(build_model(config.arch, dropout=config.dropout), (data.images[train_idx], labels[train_idx]),
-                         (data.images[val_idx], labels[val_idx]), config.replace(seed=config.seed + i + 1),
+            fold_config = config.replace(seed=config.seed + i + 1)
+            result = fit(init_model(fold_config), (data.images[train_idx], labels[train_idx]),
+                         (data.images[val_idx], labels[val_idx]), fold_config,
                          device=device, desc=f"trial {trial.number} fold {i + 1}", on_epoch=report)
             if pruned:
                 raise optuna.TrialPruned(f"pruned at epoch {epochs}: val loss {result.history[-1]['val_loss']:.4f}")
@@ -136,13 +149,13 @@ def make_objective(data: Digits, base: TrainConfig, *, folds: int, cv_folds: int
     return objective
 
 
-def _log_trial(log: Any) -> Any:
+def _log_trial() -> Any:
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
         if trial.state == TrialState.COMPLETE:
-            log(f"trial {trial.number}: val loss {trial.value:.4f} (acc {trial.user_attrs.get('val_acc', 0):.4f}); {params}")
+            log.info(f"trial {trial.number}: val loss {trial.value:.4f} (acc {trial.user_attrs.get('val_acc', 0):.4f}); {params}")
         else:
-            log(f"trial {trial.number}: {trial.state.name.lower()} after epoch {trial.user_attrs.get('epochs', 0)}; {params}")
+            log.info(f"trial {trial.number}: {trial.state.name.lower()} after epoch {trial.user_attrs.get('epochs', 0)}; {params}")
     return callback
 
 
@@ -173,10 +186,10 @@ class Interrupt:
 
 def run_tune(*, data: Digits, out: Path, base: TrainConfig, trials: int, timeout: float | None, storage: str | None,
              study_name: str, folds: int, cv_folds: int, fold_epochs: int, jobs: int, worker: bool = False,
-             worker_args: list[str] | None = None, log: Any = tqdm.write) -> dict[str, Any]:
+             worker_args: list[str] | None = None) -> dict[str, Any]:
     """Bring study `study_name` to `trials` finished (complete or pruned) trials; write the results."""
     for name, ok in (("trials", trials >= 1), ("fold-epochs", fold_epochs >= 1), ("jobs", jobs >= 1),
-                     ("folds", folds >= 2), ("cv-folds", 1 <= cv_folds <= folds), ("timeout", timeout is None or timeout > 0)):
+                     ("trial-folds", 1 <= cv_folds <= folds), ("timeout", timeout is None or timeout > 0)):
         if not ok:
             raise UserError(f"invalid --{name}")
     base.validate()
@@ -195,7 +208,7 @@ def run_tune(*, data: Digits, out: Path, base: TrainConfig, trials: int, timeout
 
     def optimize(n_trials: int) -> None:
         with Interrupt() as interrupt:
-            study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=[stop_at, _log_trial(log), interrupt])
+            study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=[stop_at, _log_trial(), interrupt])
 
     if worker:
         optimize(trials)
@@ -204,11 +217,13 @@ def run_tune(*, data: Digits, out: Path, base: TrainConfig, trials: int, timeout
         if alone and storage is None:  # trials a killed run left RUNNING can never finish: mark them failed
             for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 study.tell(stale.number, state=TrialState.FAIL)
-                log(f"tune: trial {stale.number} was left running by an interrupted run; marked failed")
+                log.info(f"tune: trial {stale.number} was left running by an interrupted run; marked failed")
         done = len(study.get_trials(deepcopy=False, states=DONE))
-        log(f"tune: study {study_name!r} in {storage or out / 'journal.log'}: {done} finished trial(s), target {trials}; "
+        where = mask_password(storage, storage) if storage else out / "journal.log"
+        log.info(f"tune: study {study_name!r} in {where}: {done} finished trial(s), target {trials}; "
             f"{len(data):,} images from {data.source}; {cv_folds} of {folds} folds x {fold_epochs} epochs per trial; {jobs} process(es)")
-        helpers = [subprocess.Popen([sys.executable, "-m", "competition", "tune", *(worker_args or []), "--worker"])
+        env = {**os.environ, **({STORAGE_ENV: storage} if storage else {})}
+        helpers = [subprocess.Popen([sys.executable, "-m", "competition", "tune", *(worker_args or []), "--worker"], env=env)
                    for _ in range(jobs - 1)] if done < trials else []
         try:
             if done < trials:
@@ -216,14 +231,14 @@ def run_tune(*, data: Digits, out: Path, base: TrainConfig, trials: int, timeout
         finally:
             for helper in helpers:
                 helper.wait()
-        return write_results(study, out, base=base, planned_epochs=cv_folds * fold_epochs, data=data.source, log=log)
+        return write_results(study, out, base=base, planned_epochs=cv_folds * fold_epochs, data=data.source)
 
 
-def write_results(study: optuna.Study, out: Path, *, base: TrainConfig, planned_epochs: int, data: str, log: Any) -> dict[str, Any]:
+def write_results(study: optuna.Study, out: Path, *, base: TrainConfig, planned_epochs: int, data: str) -> dict[str, Any]:
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as vis
 
-    from . import plots  # noqa: F401 - selects the Agg backend
+    plt.switch_backend("Agg")  # Optuna's plots go through pyplot; files only, never a window
 
     finished = study.get_trials(deepcopy=False, states=DONE)
     complete = [t for t in finished if t.state == TrialState.COMPLETE]
@@ -256,7 +271,7 @@ def write_results(study: optuna.Study, out: Path, *, base: TrainConfig, planned_
         fig = (ax.flat[0] if hasattr(ax, "flat") else ax).get_figure()
         fig.savefig(out / name, dpi=100, bbox_inches="tight")
         plt.close(fig)
-    used = " (used by `cv` from now on; --no-tuned ignores it)" if (out / "best_params.json").resolve() == TUNED_FILE.resolve() else ""
-    log(f"tune: best val loss {best.value:.4f} (trial {best.number}): {best.params}; {len(pruned)}/{len(finished)} pruned, "
-        f"~{saved:.0f} s saved; wrote {out / 'best_params.json'}{used}")
+    log.info(f"tune: best val loss {best.value:.4f} (trial {best.number}): {best.params}; {len(pruned)}/{len(finished)} "
+             f"pruned, ~{saved:.0f} s saved; wrote {out / 'best_params.json'}")
+    log.info(f"tune: train with them: python -m competition cv --params {out / 'best_params.json'}")
     return report

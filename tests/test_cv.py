@@ -16,9 +16,8 @@ import torch
 from conftest import PIXELS, ROOT, SAMPLE, TINY_CV, run_cli, write_csv
 
 from competition.augment import make_loader
-from competition.config import TrainConfig
-from competition.cv import fold_indices
-from competition.data import SAMPLE_DIR, default_data_dir
+from competition.config import TrainConfig, resolve
+from competition.data import SAMPLE_DIR, default_data_dir, fold_indices
 from competition.errors import UserError
 from competition.model import build_model
 from competition.train import fit
@@ -75,17 +74,6 @@ def test_augmentation_off_leaves_images_as_they_are() -> None:
     assert sorted(map(bytes, batch.numpy())) == sorted(map(bytes, images))
 
 
-def test_the_last_clean_epochs_see_the_images_unchanged() -> None:
-    rng = np.random.default_rng(3)
-    images = np.zeros((24, 28, 28), np.uint8)
-    images[:, 8:20, 10:18] = rng.integers(100, 256, (24, 12, 8))
-    loader = make_loader(images, np.zeros(24, np.int64), TrainConfig(epochs=3, clean_epochs=1, batch_size=8, workers=0))
-    originals = sorted(map(bytes, images))
-    for epoch in range(3):
-        seen = sorted(bytes(img) for batch, _ in loader for img in batch.numpy())
-        assert (seen == originals) == (epoch == 2)
-
-
 def test_epoch_hook_stops_training_and_best_weights_come_back() -> None:
     rng = np.random.default_rng(2)
     images, labels = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8), np.arange(64) % 10
@@ -98,8 +86,7 @@ def test_epoch_hook_stops_training_and_best_weights_come_back() -> None:
 
     result = fit(build_model("reference", dropout=0.5), (images, labels), (images[:16], labels[:16]), config,
                  device=torch.device("cpu"), on_epoch=stop_after_two)
-    assert seen == [1, 2] and len(result.history) == 2
-    assert result.best_epoch == 1 + int(np.argmin([h["val_loss"] for h in result.history]))
+    assert seen == [1, 2] and len(result.history) == 2 and result.best_epoch in (1, 2)
     assert result.val_probs.shape == (16, 10)
 
 
@@ -120,30 +107,36 @@ def test_early_stopping_keeps_the_epoch_with_the_lowest_loss_that_training_minim
     assert [h["watched_loss"] == h["val_loss"] for h in result.history] == [smoothing == 0] * 2
 
 
-def test_tta_makes_the_oof_predictions_and_is_a_cv_flag() -> None:
-    from competition.checkpoint import NOTEBOOK_NORM
-    from competition.cli import build_parser, train_config
-    from competition.infer import predict_proba
+def cli_config(*argv: str) -> TrainConfig:
+    from competition.cli import build_parser, config_flags
 
-    assert train_config(build_parser().parse_args(["cv", "--tta", "--no-tuned"])).tta is True
-    assert train_config(build_parser().parse_args(["cv", "--no-tuned"])).tta is False
+    args = build_parser().parse_args(["cv", *argv])
+    return resolve(recipe=args.recipe, params=args.params, flags=config_flags(args))[0]
+
+
+def test_tta_makes_the_oof_predictions_and_is_a_cv_flag() -> None:
+    from competition.infer import predict_proba
+    from competition.model import NORMALIZE
+
+    assert cli_config("--tta").tta is True
+    assert cli_config().tta is False
     rng = np.random.default_rng(3)
     images, labels = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8), np.arange(64) % 10
     model = build_model("reference", dropout=0.5)
     result = fit(model, (images, labels), (images[:16], labels[:16]), TrainConfig(epochs=1, batch_size=32, tta=True),
                  device=torch.device("cpu"))
-    np.testing.assert_allclose(result.val_probs, predict_proba(model, images[:16], NOTEBOOK_NORM, tta=True),
+    np.testing.assert_allclose(result.val_probs, predict_proba(model, images[:16], NORMALIZE, tta=True),
                                rtol=1e-5, atol=1e-7)
 
 
 def test_every_cv_flag_reaches_the_config_and_the_seed_recipe_is_the_notebooks() -> None:
-    from competition.cli import CONFIG_FLAGS, build_parser, train_config
+    from competition.cli import CONFIG_FLAGS
 
-    values = {int: "3", float: "0.25", str: "constant"}
+    values = {int: "3", float: "0.25"}
     for name, kind in CONFIG_FLAGS.items():
-        args = build_parser().parse_args(["cv", "--no-tuned", f"--{name.replace('_', '-')}", values[kind]])
-        assert getattr(train_config(args), name) == kind(values[kind]), name
-    seed = train_config(build_parser().parse_args(["cv", "--no-tuned", "--recipe", "seed"]))
+        assert getattr(cli_config(f"--{name.replace('_', '-')}", values[kind]), name) == kind(values[kind]), name
+    assert cli_config("--no-bf16").bf16 is False and cli_config().bf16 is True
+    seed = cli_config("--recipe", "seed")
     # The notebook: Adam(lr=1e-3) without weight decay, batch 64, RandomRotation(15), patience 10, 100 epochs.
     assert (seed.lr, seed.weight_decay, seed.batch_size, seed.rotate, seed.shift, seed.patience, seed.epochs) == (
         1e-3, 0.0, 64, 15.0, 0.0, 10, 100)
@@ -170,7 +163,7 @@ def test_tiny_cv_run_writes_everything(tiny_run: Path) -> None:
     assert len(oof) == 1000 and oof["row"].tolist() == list(range(1000))
     np.testing.assert_allclose(oof[[f"p{d}" for d in range(10)]].sum(1), 1, atol=1e-3)
     assert report["oof_accuracy"] == pytest.approx((oof["label"] == oof["pred"]).mean())
-    assert report["oof_accuracy"] > 0.75  # 64 steps on 500 images learn: 0.90-0.91 in 6 runs (chance is 0.1)
+    assert report["oof_accuracy"] > 0.75  # 64 steps on 500 images learn (chance is 0.1)
     for name in ("fold1.pt", "fold2.pt", "learning_curves.png", "confusion.png", "worst_mistakes.png"):
         assert (tiny_run / name).stat().st_size > 0
 
@@ -192,7 +185,7 @@ def test_submit_and_evaluate_through_the_cli(tiny_run: Path, tmp_path: Path) -> 
     out = tmp_path / "subs" / "submission.csv"
     proc = run_cli("submit", "--models", str(tiny_run), "--data", str(SAMPLE), "--out", str(out))
     assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
-    assert "predict: 100%" in proc.stderr and "2/2" in proc.stderr  # the progress bar over the 2 fold models
+    assert proc.stdout == ""  # what submit says goes to stderr; stdout is for results
     sub = pd.read_csv(out)
     assert list(sub.columns) == ["ImageId", "Label"]
     assert sub["ImageId"].tolist() == list(range(1, 2001)) and sub["Label"].between(0, 9).all()
@@ -201,8 +194,7 @@ def test_submit_and_evaluate_through_the_cli(tiny_run: Path, tmp_path: Path) -> 
     assert len(log) == 1 and log["rows"][0] == 2000 and log["cv_score"][0] > 0
     proc = run_cli("evaluate", "--models", str(tiny_run), "--data", str(SAMPLE), "--json")
     assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert "predict:" in proc.stderr and "predict" not in proc.stdout  # the bar never mixes into the JSON
+    (result,) = [json.loads(line) for line in proc.stdout.splitlines()]  # stdout is one JSON line, nothing else
     assert result["n"] == 10_000 and 0.75 < result["accuracy"] <= 1 and len(result["per_model"]) == 2  # ~0.9 (tiny_run)
     single = run_cli("evaluate", "--models", str(tiny_run / "fold1.pt"), "--data", str(SAMPLE), "--json")
     assert json.loads(single.stdout.strip().splitlines()[-1])["per_model"][0]["accuracy"] == result["per_model"][0]["accuracy"]
@@ -293,9 +285,27 @@ def test_make_submit_trains_first_then_writes_the_submission(tmp_path: Path) -> 
     shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(".venv", "models", "bench", ".git", "*.pt", "test-artifacts"))
     (repo / ".venv").symlink_to(ROOT / ".venv")
     env = {**os.environ, "PYTHONPATH": str(repo)}
-    proc = subprocess.run(["make", "-o", ".venv/.installed", "submit", "FOLDS=2", "EPOCHS=1", "ARGS=--limit 500 --no-tuned"],
+    proc = subprocess.run(["make", "-o", ".venv/.installed", "submit", "FOLDS=2", "EPOCHS=1", "ARGS=--limit 500"],
                           cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (repo / "models/sample/cv_report.json").exists()  # the sample's run: not models/default (below)
     sub = pd.read_csv(repo / "submissions/submission.csv")
     assert len(sub) == 2000 and sub["ImageId"].iloc[-1] == 2000
+
+
+def test_the_same_seed_trains_the_same_weights(tmp_path: Path) -> None:
+    """The seed decides weight init, shuffling, augmentation and dropout: two runs give identical models."""
+    from competition.checkpoint import load_checkpoint
+    from competition.cv import run_cv
+    from competition.data import read_train
+
+    full = read_train(SAMPLE)
+    assert full.labels is not None
+    data = type(full)(images=full.images[:300], labels=full.labels[:300], source="first 300")
+    config = TrainConfig(folds=2, epochs=1, batch_size=32, workers=0)
+    states = []
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        run_cv(data=data, out=tmp_path / name, config=config.replace(seed=seed), only=1)
+        states.append(load_checkpoint(tmp_path / name / "fold1.pt").model.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert not torch.equal(states[0]["conv1.weight"], states[2]["conv1.weight"])

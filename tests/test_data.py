@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
@@ -47,8 +48,12 @@ CASES = {
     "negative": (["label", *PIXELS], lambda r: [r[0][:2] + [-3] + r[0][3:]] + r[1:], "line 2, column pixel1: -3 is not an integer"),
     "fraction": (["label", *PIXELS], lambda r: [r[0][:2] + [0.5] + r[0][3:]] + r[1:], "0.5 is not an integer"),
     "label 10": (["label", *PIXELS], lambda r: r[:4] + [[10] + r[4][1:]] + r[5:], "line 6, column label: 10 is not a digit 0..9"),
-    "short row": (["label", *PIXELS], lambda r: [r[0], r[1][:-2]] + r[2:], "line 3, column pixel782: missing value"),
-    "long row": (["label", *PIXELS], lambda r: [r[0], r[1] + [7]] + r[2:], "malformed CSV"),
+    "short row": (["label", *PIXELS], lambda r: [r[0], r[1][:-2]] + r[2:], "line 3 has 783 fields, the header has 785"),
+    "long row": (["label", *PIXELS], lambda r: [r[0], r[1] + [7]] + r[2:], "line 3 has 786 fields, the header has 785"),
+    "trailing comma": (["label", *PIXELS], lambda r: [[*row, ""] for row in r], "line 2 has 786 fields, the header has 785 (a trailing comma?)"),
+    "label -1": (["label", *PIXELS], lambda r: r[:2] + [[-1] + r[2][1:]] + r[3:], "line 4, column label: -1 is not a digit 0..9"),
+    "spaces in the header": ([" label", *(f" {p}" for p in PIXELS)], lambda r: r[:1] + [[11] + r[1][1:]] + r[2:],
+                             "line 3, column label: 11 is not a digit"),
     "no label column": (PIXELS, lambda r: [row[1:] for row in r], "no 'label' column, so it looks like test data"),
 }
 
@@ -111,7 +116,7 @@ def test_make_data_from_src_validates_then_copies(tmp_path: Path, good_rows: lis
     write_csv(src / "train.csv", ["label", *PIXELS], good_rows)
     write_csv(src / "test.csv", PIXELS, [r[1:] for r in good_rows])
     dest = tmp_path / "data"
-    fetch_data(src=src, dest=dest, log=lambda _: None)
+    fetch_data(src=src, dest=dest)
     assert len(read_train(dest)) == 10 and len(read_test(dest)) == 10
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -119,7 +124,7 @@ def test_make_data_from_src_validates_then_copies(tmp_path: Path, good_rows: lis
     write_csv(bad / "test.csv", PIXELS, [r[1:] for r in good_rows])
     fresh = tmp_path / "fresh"
     with pytest.raises(UserError, match="not a digit"):
-        fetch_data(src=bad, dest=fresh, log=lambda _: None)
+        fetch_data(src=bad, dest=fresh)
     assert not list(fresh.glob("*.csv*"))
 
 
@@ -133,3 +138,36 @@ def test_make_data_without_source_or_kaggle_says_what_to_do(tmp_path: Path) -> N
                           env={**os.environ, "HOME": str(env_home), "PYTHONPATH": str(ROOT), "KAGGLE_KEY": ""}, timeout=120)
     assert proc.returncode == 1
     assert "make data SRC=" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_gzip_bomb_is_refused_at_the_size_cap_without_decompressing_it_whole(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import gzip
+
+    bomb = tmp_path / "train.csv.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as handle:  # 8 MB of "0," in a file of a few KB
+        for _ in range(8):
+            handle.write(b"0," * (2**19))
+    assert bomb.stat().st_size < 100_000
+    monkeypatch.setenv("COMPETITION_MAX_CSV_MB", "2")
+    with pytest.raises(UserError, match=r"over 2 MB of CSV text .* set COMPETITION_MAX_CSV_MB higher"):
+        read_train(bomb)
+    monkeypatch.setenv("COMPETITION_MAX_CSV_MB", "lots")
+    with pytest.raises(UserError, match="COMPETITION_MAX_CSV_MB='lots' is not a number"):
+        read_train(bomb)
+
+
+@pytest.mark.parametrize("fields", [2_000, 1_000_000])
+def test_a_row_of_the_wrong_width_is_refused_not_read_as_an_image(tmp_path: Path, fields: int) -> None:
+    path = tmp_path / "train.csv"
+    path.write_text("label," + ",".join(PIXELS) + "\n" + ",".join(["1"] * fields) + "\n")
+    with pytest.raises(UserError, match=f"line 2 has {fields:,} fields, the header has 785"):
+        read_train(path)
+
+
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_a_file_separated_by_something_else_than_commas_says_so(tmp_path: Path, good_rows: list[list[int]], sep: str) -> None:
+    path = tmp_path / "train.csv"
+    path.write_text(sep.join(["label", *PIXELS]) + "\n" + "\n".join(sep.join(map(str, row)) for row in good_rows) + "\n")
+    with pytest.raises(UserError, match=re.escape(f"separated by {sep!r}, not commas")):
+        read_train(path)

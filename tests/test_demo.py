@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from canvas import render
 from conftest import ROOT, SAMPLE, run_cli
 from PIL import Image
 
-from competition.canvas import render
 from competition.data import read_train
 
 ARTIFACTS = ROOT / "test-artifacts"

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from canvas import STYLES, render
 from conftest import SAMPLE
 from PIL import Image
 from scipy import ndimage
 
-from competition.canvas import STYLES, render
 from competition.data import read_train
 from competition.errors import UserError
 from competition.preprocess import ink_map, open_image, preprocess, segment

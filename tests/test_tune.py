@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,6 +18,8 @@ import optuna
 import pytest
 from conftest import ROOT, SAMPLE, free_port, run_cli
 
+from competition.config import TrainConfig, resolve
+from competition.errors import UserError
 from competition.tune import DONE, Interrupt
 
 TINY = ["--data", str(SAMPLE), "--limit", "800", "--fold-epochs", "1"]
@@ -30,7 +33,8 @@ def finished(storage: optuna.storages.BaseStorage | str, study: str = "digits") 
     return optuna.load_study(study_name=study, storage=storage).get_trials(states=DONE)
 
 
-def test_tiny_study_writes_best_params_that_cv_then_uses(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_tiny_study_writes_best_params_that_cv_uses_when_asked(tmp_path: Path) -> None:
     proc = run_cli("tune", *TINY, "--trials", "3", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "models" / "tune"
@@ -40,33 +44,50 @@ def test_tiny_study_writes_best_params_that_cv_then_uses(tmp_path: Path) -> None
     report = json.loads((out / "report.json").read_text())
     assert report["trials_finished"] == 3 and report["best_params"] == best
     assert {"history.png", "slice.png", "importances.png", "trials.csv"} <= {p.name for p in out.iterdir()}
-    proc = run_cli("cv", "--data", str(SAMPLE), "--limit", "400", "--folds", "2", "--epochs", "1", "--out", "models/run", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert "using tuned parameters from models/tune/best_params.json" in proc.stdout
+    command = "python -m competition cv --params models/tune/best_params.json"
+    assert command in proc.stderr and proc.stdout == ""  # tune says how to use its result
     from competition.checkpoint import load_checkpoint
 
-    config = load_checkpoint(tmp_path / "models" / "run" / "fold1.pt").config
+    run = ["cv", "--data", str(SAMPLE), "--limit", "400", "--folds", "2", "--epochs", "1", "--out"]
+    proc = run_cli(*run, "models/plain", cwd=tmp_path)  # no silent pick-up of the study's result
+    assert proc.returncode == 0 and "best_params" not in proc.stderr, proc.stderr
+    assert load_checkpoint(tmp_path / "models" / "plain" / "fold1.pt").config.lr == TrainConfig().lr
+    proc = run_cli(*run, "models/tuned", *command.split()[4:], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "parameters from models/tune/best_params.json" in proc.stderr
+    config = load_checkpoint(tmp_path / "models" / "tuned" / "fold1.pt").config
     assert (config.lr, config.dropout, config.batch_size) == (best["lr"], best["dropout"], best["batch_size"])
 
 
-def test_parameters_tuned_on_the_sample_are_not_used_for_other_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    from competition.cli import build_parser, train_config
-    from competition.config import TUNED_FILE, TrainConfig
-
+@pytest.mark.parametrize(("tuned_on", "data", "warned"), [
+    ("data/sample/train.csv.gz", "data/sample", False),
+    ("data/sample/train.csv.gz[:800]", "data", True),
+    ("data/train.csv.gz", "data", False),
+    ("", "data", False),  # a file from before the data was recorded
+])
+def test_parameters_tuned_on_the_sample_are_used_with_a_warning_for_other_data(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tuned_on: str, data: str, warned: bool) -> None:
     monkeypatch.chdir(tmp_path)
-    TUNED_FILE.parent.mkdir(parents=True)
-    args = build_parser().parse_args(["cv"])
-    for tuned_on, data, used in (("data/sample/train.csv.gz", Path("data/sample"), True),
-                                 ("data/sample/train.csv.gz[:800]", Path("data"), False),
-                                 ("data/train.csv.gz", Path("data"), True),
-                                 ("", Path("data"), True)):  # a file from before the data was recorded
-        TUNED_FILE.write_text(json.dumps({"params": {"lr": 0.0088}, "value": 0.05, "study": "digits", "data": tuned_on}))
-        assert train_config(args, data=data).lr == (0.0088 if used else TrainConfig().lr), (tuned_on, data)
-        said = capsys.readouterr().out
-        assert ("using tuned parameters" in said) == used and ("not using" in said) == (not used), said
+    params = tmp_path / "best.json"
+    params.write_text(json.dumps({"params": {"lr": 0.0088}, "value": 0.05, "study": "digits", "data": tuned_on}))
+    config, notes = resolve(params=params, flags={"dropout": 0.2}, data=data)
+    assert (config.lr, config.dropout) == (0.0088, 0.2)  # the file over the recipe, flags over the file
+    assert any("tuned on the bundled sample" in note for note in notes) == warned
 
 
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "no such parameters file"), ("{", "not a tuned-parameters file"),
+    ('{"params": {"lr": 0.01, "colour": 1}}', "unknown parameters ['colour']"), ('{"params": {"lr": 7}}', "invalid lr=7"),
+])
+def test_a_bad_parameters_file_is_one_clear_error(tmp_path: Path, content: str | None, message: str) -> None:
+    params = tmp_path / "best.json"
+    if content is not None:
+        params.write_text(content)
+    with pytest.raises(UserError, match=re.escape(message)):
+        resolve(params=params)
+
+
+@pytest.mark.slow
 def test_killed_study_resumes_and_the_count_adds_up(tmp_path: Path) -> None:
     out = tmp_path / "tune"
     cmd = [sys.executable, "-m", "competition", "tune", "--data", str(SAMPLE), "--limit", "2000", "--fold-epochs", "2",
@@ -93,6 +114,7 @@ def _workers(trials: list[optuna.trial.FrozenTrial]) -> set[str]:
     return {t.user_attrs["worker"] for t in trials}
 
 
+@pytest.mark.slow
 def test_two_worker_processes_share_one_study(tmp_path: Path) -> None:
     proc = run_cli("tune", *TINY, "--trials", "4", "--jobs", "2", "--out", str(tmp_path / "tune"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -100,11 +122,13 @@ def test_two_worker_processes_share_one_study(tmp_path: Path) -> None:
     assert len(trials) >= 4 and len(_workers(trials)) == 2
 
 
+@pytest.mark.slow  # waits for a database connection to be refused
 def test_bad_storage_and_changed_search_space_are_clear_errors(tmp_path: Path) -> None:
     proc = run_cli("tune", *TINY, "--trials", "1", "--storage", "foo://nowhere", cwd=tmp_path)
     assert proc.returncode == 1 and "unknown storage URL 'foo://nowhere'" in proc.stderr and "Traceback" not in proc.stderr
-    proc = run_cli("tune", *TINY, "--trials", "1", "--storage", f"postgresql://nobody@127.0.0.1:{free_port()}/none", cwd=tmp_path)
-    assert proc.returncode == 1 and "cannot open storage" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("tune", *TINY, "--trials", "1", "--storage", f"postgresql://nobody:s3cret@127.0.0.1:{free_port()}/none", cwd=tmp_path)
+    assert proc.returncode == 1 and "cannot open storage 'postgresql://nobody:***@127.0.0.1:" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and "s3cret" not in proc.stdout + proc.stderr
     out = tmp_path / "tune"
     out.mkdir()
     study = optuna.create_study(study_name="digits", storage=journal(out))
@@ -149,14 +173,30 @@ def postgres() -> Iterator[str]:
 
 
 def test_two_workers_share_a_study_through_postgresql(postgres: str, tmp_path: Path) -> None:
-    args = [*TINY, "--trials", "4", "--storage", postgres, "--study", "pg", "--out", str(tmp_path / "tune")]
+    # The server trusts local connections, so it ignores the password; the helper process reaches the study only
+    # through the environment, since its command line carries no storage URL.
+    with_password = postgres.replace("postgres@", "postgres:s3cret@")
+    args = [*TINY, "--trials", "4", "--storage", with_password, "--study", "pg", "--out", str(tmp_path / "tune")]
     proc = run_cli("tune", *args, "--jobs", "2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
+    assert "s3cret" not in proc.stdout + proc.stderr and "postgres:***@" in proc.stderr
     trials = finished(postgres, "pg")
     assert len(trials) >= 4 and len(_workers(trials)) == 2
     proc = run_cli("tune", *args, cwd=tmp_path)  # a later worker joins the same study: target reached, nothing to do
     assert proc.returncode == 0 and f"{len(trials)} finished trial(s), target 4" in proc.stdout + proc.stderr
     assert len(finished(postgres, "pg")) == len(trials)
+
+
+def test_passwords_are_masked_and_kept_off_helper_command_lines() -> None:
+    from competition.cli import build_parser, tune_worker_args
+    from competition.tune import mask_password
+
+    url = "postgresql://ann:pa55word@db.example:5432/optuna"
+    assert mask_password(f"cannot open storage {url!r}: password for ann: pa55word", url) == (
+        "cannot open storage 'postgresql://ann:***@db.example:5432/optuna': password for ann: ***")
+    assert mask_password("no secret here", "sqlite:///x.db") == "no secret here"
+    args = build_parser().parse_args(["tune", "--storage", url, "--jobs", "2", "--trials", "8"])
+    assert not any("pa55word" in arg or "--storage" in arg for arg in tune_worker_args(args, SAMPLE))
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed one

@@ -1,4 +1,4 @@
-"""Sketchpad-like canvases rendered from 28x28 digits: the test and benchmark input for the demo.
+"""Sketchpad-like canvases rendered from 28x28 digits: test input for the demo (benchmarks/ uses it too).
 
 A digit is upscaled to a height on the canvas, its pen width set with a distance transform, placed
 anywhere, and drawn in one of the styles people produce: black on white, white on black, black on a

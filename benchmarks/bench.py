@@ -1,20 +1,17 @@
-"""`make bench`: the README's figures, measured as a user runs them (CLI subprocesses, wall clock).
+"""`make bench DATA=...`: the figures of docs/benchmarks.md, measured as a user runs them (CLI subprocesses, wall clock).
 
-python -m competition.bench --data ../shared/data/digit-recognizer --out bench/
-  1. `cv` with the default recipe on the given train file (K folds): OOF accuracy, wall time,
-     images/s per fold, peak memory (largest process RSS);
-  2. one fold with `--recipe seed` for the wall time of one default fold (equal-cost comparison);
-  3. `submit` on a 28,000-row test file (Kaggle's size) with the K-fold ensemble;
-  4. (--part step) one training step of the reference CNN (forward, backward, fused Adam) on random
-     data, images/s: fp32 and bf16 autocast, batch 128 and 256, and the notebook's op order
-     (ReLU before max-pool) against ours (after); then fp32 batch 128 eager vs torch.compile, 3 pairs;
-  5. (--part tta) every finished cv run in --out on this train file (step 1's, and e.g. a 5-epoch
-     one), with and without test-time augmentation: OOF accuracy (each row predicted by the model
-     that never saw it) and in-process inference time of the K models on 28,000 rows;
-  6. (--part demo) the draw-a-digit path: a K-fold run on the bundled sample (train rows 0..9,999),
-     read back from sketchpad-like canvases of train rows 40,000..41,999 it never saw, per style,
-     against the same digits as plain 28x28 images; server-side latency per drawing; and 8
-     concurrent gradio_client users against a running demo.
+python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part cv|tta|step|demo] [--work bench]
+  cv    `cv` with the default recipe on the given train file (K folds): OOF accuracy, wall time, images/s per
+        fold, peak memory (largest process RSS); then `submit` on a 28,000-row test file (Kaggle's size);
+  tta   every finished cv run in --work on this train file, with and without test-time augmentation: OOF
+        accuracy (each row predicted by the model that never saw it) and inference time on 28,000 rows;
+  step  one training step of the reference CNN (forward, backward, fused Adam) on random data, images/s:
+        fp32 and bf16 autocast, batch 128 and 256; then fp32 batch 128 eager vs torch.compile, 3 pairs;
+  demo  the draw-a-digit path: a K-fold run on the bundled sample (train rows 0..9,999), read back from
+        sketchpad-like canvases of train rows 40,000..41,999 it never saw, per style, against the same digits
+        as plain 28x28 images; server-side latency per drawing; and 8 concurrent gradio_client users.
+Each part writes benchmarks/results/PART-HOST-torchVERSION.json (HOST: the CPU, or the GPU where training used one);
+runs and scratch files go to --work. A lab tool: it drives the installed package and is not part of it.
 """
 
 from __future__ import annotations
@@ -23,10 +20,10 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +31,18 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
-from .checkpoint import load_checkpoint
-from .config import TrainConfig
-from .data import read_test, read_train
-from .ensemble import Ensemble
-from .infer import TTA_ROTATIONS, bf16_helps, predict_proba
-from .model import ReferenceCNN
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the canvas renderer the demo tests use
+from canvas import STYLES, random_canvas
+
+from competition.config import TrainConfig
+from competition.data import SAMPLE_DIR, read_test, read_train
+from competition.ensemble import Ensemble
+from competition.infer import TTA_ROTATIONS, bf16_helps, predict_proba
+from competition.model import ReferenceCNN
+from competition.recognize import recognize
+
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 def timed(cmd: list[str]) -> tuple[float, float]:
@@ -54,7 +57,7 @@ def timed(cmd: list[str]) -> tuple[float, float]:
 
 
 def host() -> dict[str, object]:
-    """Which CPU gave these figures: the project's "2-core EPYC" machines differ up to 6x in training speed between CPU
+    """Which machine gave these figures: the project's 2-core hosts differ several-fold in training speed between CPU
     generations (AVX2 only; AVX512-BF16), so a figure without its host cannot be compared."""
     info: dict[str, str] = {}
     cpuinfo = Path("/proc/cpuinfo")
@@ -65,7 +68,17 @@ def host() -> dict[str, object]:
     return {"cpu": info.get("model name", platform.processor() or platform.machine()),
             "cpu_family": info.get("cpu family"), "cpu_model": info.get("model"), "cpus": os.cpu_count(),
             "isa": [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags],
-            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__}
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def result_name(part: str, info: dict[str, object]) -> str:
+    """PART-HOST-torchVERSION.json, HOST a short slug of the GPU or CPU model and its bf16 support."""
+    machine = str(info["gpu"] or info["cpu"])
+    slug = re.sub(r"[^a-z0-9]+", "-", machine.lower()).strip("-")[:40]
+    if not info["gpu"]:
+        slug += "-bf16" if "avx512_bf16" in info["isa"] else "-avx2"  # type: ignore[operator]
+    return f"{part}-{slug}-torch{str(info['torch']).split('+')[0]}.json"
 
 
 def percentiles(seconds: list[float]) -> dict[str, float]:
@@ -79,14 +92,10 @@ def bench_demo(data: Path, out: Path, folds: int, rows: int = 2000) -> dict[str,
 
     from PIL import Image
 
-    from .canvas import STYLES, random_canvas
-    from .data import SAMPLE_DIR
-    from .recognize import recognize
-
     run = out / "sample"
     if not (run / "cv_report.json").exists():
-        timed([sys.executable, "-m", "competition", "cv", "--data", str(SAMPLE_DIR), "--out", str(run),
-               "--folds", str(folds), "--no-tuned"])
+        timed([sys.executable, "-m", "competition", "cv", "--data", str(ROOT / SAMPLE_DIR), "--out", str(run),
+               "--folds", str(folds)])
     full = read_train(data)
     assert full.labels is not None
     images, labels = full.images[40_000:40_000 + rows], full.labels[40_000:40_000 + rows]  # not in the sample
@@ -153,17 +162,7 @@ def bench_demo(data: Path, out: Path, folds: int, rows: int = 2000) -> dict[str,
             f"concurrent_{users}_clients": {**percentiles(client_times), "answered": len(client_times), "sent": users * per_user}}
 
 
-def notebook_order_forward(model: ReferenceCNN, x: torch.Tensor) -> torch.Tensor:
-    """The original notebook's ReferenceCNN.forward, op for op: conv -> relu -> pool. (It flattened with
-    `view`, which a channels_last tensor refuses; `reshape` does the same on either layout.)"""
-    x = F.max_pool2d(F.relu(model.conv1(x)), 2)
-    x = F.relu(model.conv2(x))
-    x = F.max_pool2d(F.relu(model.conv3(x)), 2)
-    x = x.reshape(x.shape[0], -1)
-    return model.fc2(model.dropout(F.relu(model.fc1(x))))
-
-
-def step_rate(*, batch: int, bf16: bool, forward: Callable | None, compiled: bool = False) -> dict[str, object]:
+def step_rate(*, batch: int, bf16: bool, compiled: bool = False) -> dict[str, object]:
     """Training-step images/s of the reference CNN on random data (no augmentation, no loading), after 5 warm-up steps.
 
     compiled: the model under torch.compile (inductor); its compilation falls in the warm-up steps.
@@ -176,16 +175,16 @@ def step_rate(*, batch: int, bf16: bool, forward: Callable | None, compiled: boo
     x = torch.randn(batch, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
     emulated = bf16 and not bf16_helps(torch.device("cpu"))
-    steps = 3 if emulated else max(3, 4096 // batch)  # emulated bf16 is ~11x slower: a few steps tell
+    steps = 3 if emulated else max(3, 4096 // batch)  # emulated bf16 is many times slower: a few steps tell
     for i in range(5 + steps):
         if i == 5:
             start = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(model(x) if forward is None else forward(model, x), y)
+            loss = F.cross_entropy(model(x), y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return {"batch": batch, "bf16": bf16, "op_order": "ours" if forward is None else "notebook", "compiled": compiled,
+    return {"batch": batch, "bf16": bf16, "compiled": compiled,
             "steps": steps, "images_per_s": steps * batch / (time.perf_counter() - start)}
 
 
@@ -209,13 +208,12 @@ def bench_step(data: Path, out: Path, folds: int) -> dict[str, object]:
     rows: list[dict[str, object]] = []
     for batch in (128, 256):
         for bf16 in (False, True):
-            for forward in (None, notebook_order_forward):
-                rows.append(step_rate(batch=batch, bf16=bf16, forward=forward))
-                print(rows[-1], flush=True)
+            rows.append(step_rate(batch=batch, bf16=bf16))
+            print(rows[-1], flush=True)
     # torch.compile against eager, in alternating pairs: this host's speed drifts by up to 1.5x within minutes
     for _ in range(3):
         for compiled in (False, True):
-            rows.append(step_rate(batch=128, bf16=False, forward=None, compiled=compiled))
+            rows.append(step_rate(batch=128, bf16=False, compiled=compiled))
             print(rows[-1], flush=True)
     return {"native_bf16": bf16_helps(torch.device("cpu")),
             "threads": torch.get_num_threads(), "fp32_matmul_gflops": matmul_gflops(),
@@ -246,7 +244,8 @@ def tta_effect(run: Path, images: np.ndarray, labels: np.ndarray, test: np.ndarr
             rows = np.asarray(ck.extra["oof_index"])
             oof[rows] = predict_proba(ck.model, images[rows], ck.normalize, bf16=ck.config.bf16, tta=tta)
         start = time.perf_counter()
-        ensemble.member_probs(test, tta=tta)
+        for ck in ensemble.members:  # as submit predicts, with this TTA setting
+            predict_proba(ck.model, test, ck.normalize, bf16=ck.config.bf16, tta=tta)
         errors = int((oof.argmax(1) != labels).sum())
         report["tta" if tta else "plain"] = {"oof_accuracy": 1 - errors / len(images), "oof_errors": errors,
                                              "predict_28k_seconds": time.perf_counter() - start}
@@ -259,20 +258,11 @@ def bench_cv(data: Path, out: Path, folds: int) -> dict[str, object]:
     run = out / "default"
     report: dict[str, object] = {}
 
-    wall, rss = timed(py + ["cv", "--data", str(data), "--out", str(run), "--folds", str(folds), "--force", "--no-tuned"])
+    wall, rss = timed(py + ["cv", "--data", str(data), "--out", str(run), "--folds", str(folds), "--force"])
     cv = json.loads((run / "cv_report.json").read_text())
     report["cv_default"] = {"wall_seconds": wall, "peak_rss_gb": rss, "oof_accuracy": cv["oof_accuracy"],
                             "fold_acc_mean": cv["fold_acc_mean"], "fold_acc_std": cv["fold_acc_std"],
                             "folds": [{k: f[k] for k in ("fold", "val_acc", "epochs", "seconds", "images_per_s")} for f in cv["folds"]]}
-    fold_seconds = float(np.mean([f["seconds"] for f in cv["folds"]]))
-
-    seed_run = out / "seed"
-    timed(py + ["cv", "--data", str(data), "--out", str(seed_run), "--folds", str(folds), "--recipe", "seed",
-                "--time-budget", f"{fold_seconds:.0f}", "--force", "--fold", "1"])
-    seed = load_checkpoint(seed_run / "fold1.pt").metrics
-    report["seed_fold1_equal_time"] = {"budget_seconds": fold_seconds, **seed}
-    report["default_fold1"] = cv["folds"][0]
-
     big = out / "test28k.csv"
     frame = pd.DataFrame(kaggle_sized_test(data).reshape(28_000, -1), columns=[f"pixel{i}" for i in range(784)])
     frame.to_csv(big, index=False)
@@ -283,18 +273,19 @@ def bench_cv(data: Path, out: Path, folds: int) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="folder with train and test files")
-    parser.add_argument("--out", type=Path, default=Path("bench"))
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--part", choices=["all", "cv", "tta", "step", "demo"], default="all")
+    parser.add_argument("--data", type=Path, required=True, help="folder with the full train and test files")
+    parser.add_argument("--work", type=Path, default=Path("bench"), help="runs and scratch files (default bench/)")
+    parser.add_argument("--folds", type=int, default=5, help="K of the cv runs (default 5)")
+    parser.add_argument("--part", choices=["all", "cv", "tta", "step", "demo"], default="all", help="what to measure")
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    parts = (("cv", "report.json", bench_cv), ("tta", "tta.json", bench_tta), ("step", "step.json", bench_step),
-             ("demo", "demo.json", bench_demo))
-    for part, name, bench in parts:
+    args.work.mkdir(parents=True, exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    parts = (("cv", bench_cv), ("tta", bench_tta), ("step", bench_step), ("demo", bench_demo))
+    info = host()
+    for part, bench in parts:
         if args.part in ("all", part):
-            text = json.dumps({"host": host(), **bench(args.data, args.out, args.folds)}, indent=2)
-            (args.out / name).write_text(text)
+            text = json.dumps({"host": info, "command": " ".join(sys.argv), **bench(args.data, args.work, args.folds)}, indent=2)
+            (RESULTS / result_name(part, info)).write_text(text)
             print(text)
 
 
