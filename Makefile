@@ -8,21 +8,22 @@ PY     := $(VENV)/bin/python
 # files competition.data.default_data_dir looks for) or DATA= names other data: so a run trained on the sample is
 # never what `make submit` sends for the full test file.
 RUN    ?= $(if $(DATA)$(wildcard data/train.csv data/train.csv.gz data/digit-recognizer.zip),default,sample)
-OUT    ?= submissions/submission.csv
+OUT    ?=
 
 data_flag = $(if $(DATA),--data $(DATA))
 cv_flags  = $(data_flag) --out models/$(RUN) $(if $(FOLDS),--folds $(FOLDS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
             $(if $(RECIPE),--recipe $(RECIPE)) $(if $(PARAMS),--params $(PARAMS))
 
-.PHONY: help install cv submit tune demo data test test-fast bench clean
+.PHONY: help install cv submit kaggle-submit tune demo data test test-fast bench clean distclean
 .DEFAULT_GOAL := help
 
 # `make` alone explains rather than starting a 6.5 GB install
 help:
-	@echo 'make submit   train 5 folds on the default data (first use: makes .venv), write $(OUT)'
+	@echo 'make submit   train 5 folds on the default data (first use: makes .venv), write submissions/submission.csv'
 	@echo 'make test     ruff, mypy and the whole pytest suite (what CI runs)'
 	@echo 'make test-fast  the unit and in-process tests only (about a minute)'
 	@echo 'make data     fill data/ from SRC=path (a Kaggle zip, a folder, a csv pair) or the Kaggle API'
+	@echo 'make kaggle-submit  upload submissions/submission.csv (FILE=, MESSAGE=) and record its public score'
 	@echo 'make cv       5-fold cross-validation -> models/$(RUN)/'
 	@echo 'make tune     Optuna search (TRIALS=, JOBS=) -> models/tune/best_params.json (then make cv PARAMS=...)'
 	@echo 'make demo     the draw-a-digit page on http://127.0.0.1:7860'
@@ -54,7 +55,7 @@ models/$(RUN)/cv_report.json: | $(VENV)/.installed
 	$(PY) -m competition cv $(cv_flags) $(ARGS)
 
 submit: models/$(RUN)/cv_report.json
-	$(PY) -m competition submit --models models/$(RUN) $(data_flag) --out $(OUT)
+	$(PY) -m competition submit --models models/$(RUN) $(data_flag) $(if $(OUT),--out $(OUT))
 
 tune: $(VENV)/.installed
 	$(PY) -m competition tune $(data_flag) $(if $(TRIALS),--trials $(TRIALS)) $(if $(JOBS),--jobs $(JOBS)) $(ARGS)
@@ -62,6 +63,10 @@ tune: $(VENV)/.installed
 # the demo needs a run; trains one on the default data first when there is none
 demo: models/$(RUN)/cv_report.json
 	$(PY) -m competition demo --models models/$(RUN) $(ARGS)
+
+# upload with the Kaggle API (pip install kaggle, ~/.kaggle/kaggle.json); FILE= and MESSAGE= are optional
+kaggle-submit: $(VENV)/.installed
+	$(PY) -m competition kaggle-submit $(FILE) $(if $(MESSAGE),-m "$(MESSAGE)")
 
 data: $(VENV)/.installed
 	$(PY) -m competition data $(if $(SRC),--src $(SRC))
@@ -79,5 +84,13 @@ bench: $(VENV)/.installed-test
 	@test -n "$(DATA)" || { echo 'make bench needs DATA=path/to/digit-recognizer (a folder with train and test files)' >&2; exit 2; }
 	$(PY) benchmarks/bench.py --data $(DATA) --work bench $(ARGS)
 
+# keeps the Optuna study (models/tune) and the submission history (submissions/log.csv)
 clean:
-	rm -rf models bench submissions/*.csv
+	find models -mindepth 1 -maxdepth 1 ! -name tune -exec rm -rf {} + 2>/dev/null || true
+	find submissions -maxdepth 1 -name '*.csv' ! -name log.csv -delete 2>/dev/null || true
+	rm -rf bench
+
+# everything made here: runs, the study, the submissions and their log, the venv
+distclean: clean
+	@echo 'distclean: removing models/ (with the study in models/tune), submissions/*.csv (with log.csv) and $(VENV)/'
+	rm -rf models submissions/*.csv $(VENV)

@@ -9,7 +9,8 @@ python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part cv|tta
         fp32 and bf16 autocast, batch 128 and 256; then fp32 batch 128 eager vs torch.compile, 3 pairs;
   demo  the draw-a-digit path: a K-fold run on the bundled sample (train rows 0..9,999), read back from
         sketchpad-like canvases of train rows 40,000..41,999 it never saw, per style, against the same digits
-        as plain 28x28 images; server-side latency per drawing; and 8 concurrent gradio_client users.
+        as plain 28x28 images; server-side latency per drawing; 32 concurrent gradio_client users x 20 drawings
+        (answered and failed); and 20 draw -> clear -> wait 0-3 s -> draw cycles on the page in Chromium.
 Each part writes benchmarks/results/PART-HOST-torchVERSION.json (HOST: the CPU, or the GPU where training used one);
 runs and scratch files go to --work. A lab tool: it drives the installed package and is not part of it.
 """
@@ -24,6 +25,8 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +35,7 @@ import torch
 from torch.nn import functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the canvas renderer the demo tests use
+sys.path.insert(0, str(ROOT / "tests"))  # the canvas renderer and browser driver the demo tests use
 from canvas import STYLES, random_canvas
 
 from competition.config import TrainConfig
@@ -88,10 +91,6 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
 
 
 def bench_demo(data: Path, out: Path, folds: int, rows: int = 2000) -> dict[str, object]:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from PIL import Image
-
     run = out / "sample"
     if not (run / "cv_report.json").exists():
         timed([sys.executable, "-m", "competition", "cv", "--data", str(ROOT / SAMPLE_DIR), "--out", str(run),
@@ -114,52 +113,90 @@ def bench_demo(data: Path, out: Path, folds: int, rows: int = 2000) -> dict[str,
         right[style].append(reading.main is not None and reading.main.label == label)
     per_style = {style: float(np.mean(hits)) for style, hits in right.items()}
     canvas_acc = float(np.mean([h for hits in right.values() for h in hits]))
-
-    # concurrent users through the public API of a running demo
-    from gradio_client import Client, handle_file
-
-    port, users, per_user = 7899, 8, 25
-    server_log = (out / "demo-server.log").open("w")  # kept: the server's side of any failed request
-    server = subprocess.Popen([sys.executable, "-m", "competition", "demo", "--models", str(run), "--port", str(port)],
-                              stdout=server_log, stderr=subprocess.STDOUT)
-    try:
-        # A drawing of its own for every request, as real users send: Gradio caches each output image under the
-        # hash of its bytes and rewrites that file in place, so two requests with the same drawing in flight can
-        # truncate the image the other is downloading (h11 "Too little data for declared Content-Length").
-        canvases = out / "demo-canvases"
-        canvases.mkdir(exist_ok=True)
-        files = []
-        for i in range(users * per_user):
-            path = canvases / f"layer{i}.png"
-            Image.fromarray(random_canvas(images[i], rng, style="black-on-transparent")).save(path)
-            files.append(path)
-        for _ in range(120):
-            try:
-                Client(f"http://127.0.0.1:{port}/", verbose=False)
-                break
-            except Exception:  # noqa: BLE001 - not up yet
-                time.sleep(1)
-
-        def user(k: int) -> list[float]:
-            client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-            times = []
-            for j in range(per_user):
-                path = files[k * per_user + j]
-                value = {"background": None, "layers": [handle_file(str(path))], "composite": handle_file(str(path))}
-                start = time.perf_counter()
-                client.predict(value, api_name="/predict")
-                times.append(time.perf_counter() - start)
-            return times
-
-        with ThreadPoolExecutor(users) as pool:
-            client_times = [t for times in pool.map(user, range(users)) for t in times]
-    finally:
-        server.terminate()
-        server.wait()
-        server_log.close()
+    with demo_server(run, out) as url:
+        concurrent = load(url, images, rng, out, users=32, per_user=20)
+        cycles = page_cycles(url, cycles=20)
     return {"models": str(run), "held_out_rows": "train rows 40000..41999", "plain_28x28_accuracy": plain,
             "canvas_accuracy": canvas_acc, "per_style": per_style, "server_side_latency": percentiles(latency),
-            f"concurrent_{users}_clients": {**percentiles(client_times), "answered": len(client_times), "sent": users * per_user}}
+            "concurrent_clients": concurrent, "page_clear_cycles": cycles}
+
+
+@contextmanager
+def demo_server(run: Path, out: Path, port: int = 7899) -> Iterator[str]:
+    """`competition demo` on `run`; its output goes to OUT/demo-server.log (the server's side of any failed request)."""
+    from gradio_client import Client
+
+    with (out / "demo-server.log").open("w") as server_log:
+        server = subprocess.Popen([sys.executable, "-m", "competition", "demo", "--models", str(run), "--port", str(port)],
+                                  stdout=server_log, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}/"
+            for _ in range(120):
+                try:
+                    Client(url, verbose=False)
+                    break
+                except Exception:  # noqa: BLE001 - not up yet
+                    time.sleep(1)
+            yield url
+        finally:
+            server.terminate()
+            server.wait()
+
+
+def load(url: str, images: np.ndarray, rng: np.random.Generator, out: Path, *, users: int, per_user: int) -> dict[str, object]:
+    """`users` gradio_client users at once, each sending `per_user` drawings of its own; every failure is counted."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    canvases = out / "demo-canvases"
+    canvases.mkdir(exist_ok=True)
+    files = []
+    for i in range(users * per_user):
+        path = canvases / f"layer{i}.png"
+        Image.fromarray(random_canvas(images[i % len(images)], rng, style="black-on-transparent")).save(path)
+        files.append(path)
+
+    def user(k: int) -> tuple[list[float], list[str]]:
+        client = Client(url, verbose=False)
+        times, failures = [], []
+        for j in range(per_user):
+            path = files[k * per_user + j]
+            value = {"background": None, "layers": [handle_file(str(path))], "composite": handle_file(str(path))}
+            start = time.perf_counter()
+            try:
+                client.predict(value, api_name="/predict")
+                times.append(time.perf_counter() - start)
+            except Exception as exc:  # noqa: BLE001 - counted, and the first few kept for the report
+                failures.append(f"{type(exc).__name__}: {exc}"[:200])
+        return times, failures
+
+    with ThreadPoolExecutor(users) as pool:
+        results = list(pool.map(user, range(users)))
+    times = [t for ts, _ in results for t in ts]
+    failures = [f for _, fs in results for f in fs]
+    return {"users": users, "per_user": per_user, "sent": users * per_user, "answered": len(times), "failed": len(failures),
+            "first_failures": failures[:5], **(percentiles(times) if times else {})}
+
+
+def page_cycles(url: str, *, cycles: int, seed: int = 0) -> dict[str, object]:
+    """Draw, clear (the page's button or the toolbar's, alternately), wait 0-3 s, draw another digit: is it read?"""
+    from browser import clear, draw, page, wait_for_answer
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    with page(url) as tab:
+        draw(tab, [1])
+        wait_for_answer(tab, "1")
+        for k in range(cycles):
+            toolbar, delay, digit = bool(k % 2), float(rng.uniform(0, 3)), (7, 1)[k % 2]
+            clear(tab, toolbar=toolbar)
+            tab.wait_for_timeout(delay * 1000)
+            draw(tab, [digit])
+            got = wait_for_answer(tab, str(digit), timeout=15)
+            rows.append({"clear": "toolbar" if toolbar else "button", "delay_s": round(delay, 2), "drew": digit, "read": got})
+    return {"cycles": cycles, "read_right": sum(r["read"] == str(r["drew"]) for r in rows), "rows": rows}
 
 
 def step_rate(*, batch: int, bf16: bool, compiled: bool = False) -> dict[str, object]:

@@ -149,6 +149,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kaggle_submit(args: argparse.Namespace) -> int:
+    from .kaggle import kaggle_submit
+
+    kaggle_submit(file=args.file, message=args.message, wait=args.wait)
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from .fetch import fetch_data
 
@@ -215,8 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit = sub.add_parser("submit", help="ensemble the fold models over test.csv -> submission.csv")
     submit.add_argument("--models", type=Path, help="run folder or checkpoint file (default: latest run in models/)")
     submit.add_argument("--data", type=Path, help="test.csv / .csv.gz / Kaggle zip / folder (default: data/, else the sample)")
-    submit.add_argument("--out", type=Path, default=Path("submissions/submission.csv"),
-                        help="the file to upload (default submissions/submission.csv); a timestamped copy goes beside it")
+    submit.add_argument("--out", type=Path, help="the file to write (default submissions/submission.csv, or "
+                        "submissions/submission-N-rows.csv when the test file is not Kaggle's 28,000 rows); a timestamped copy "
+                        "and a line in log.csv go beside it")
     submit.set_defaults(run=cmd_submit)
 
     evaluate = sub.add_parser("evaluate", help="accuracy of the ensemble and each model on a labelled file")
@@ -238,6 +246,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=_port, default=7860, help="1..65535 (default 7860)")
     demo.add_argument("--share", action="store_true", help="ask Gradio for a public link (needs internet)")
     demo.set_defaults(run=cmd_demo)
+
+    upload = sub.add_parser("kaggle-submit", help="upload a submission with the Kaggle API; record its public score")
+    upload.add_argument("file", type=Path, nargs="?", default=Path("submissions/submission.csv"),
+                        help="the submission (default submissions/submission.csv)")
+    upload.add_argument("-m", "--message", help="the submission's description (default: its run and CV score, from log.csv)")
+    upload.add_argument("--wait", type=_non_negative(float), default=300,
+                        help="seconds to wait for the public score before leaving it to Kaggle's page (default 300)")
+    upload.set_defaults(run=cmd_kaggle_submit)
 
     data = sub.add_parser("data", help="fill data/ from SRC, else the Kaggle API")
     data.add_argument("--src", type=Path, help="Kaggle zip, folder or file pair you already have")

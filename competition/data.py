@@ -25,6 +25,7 @@ SIDE = 28
 PIXELS = [f"pixel{i}" for i in range(SIDE * SIDE)]
 DATA_DIR = Path("data")
 SAMPLE_DIR = DATA_DIR / "sample"
+KAGGLE_INPUT = Path("/kaggle/input/digit-recognizer")  # where a Kaggle Notebook finds the competition's files
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,10 @@ class Digits:
 
 
 def default_data_dir() -> Path:
-    """`data/` once `make data` has filled it, else the bundled sample."""
-    if any((DATA_DIR / name).exists() for name in ("train.csv", "train.csv.gz", "digit-recognizer.zip")):
-        return DATA_DIR
+    """`data/` once `make data` has filled it, else the competition's data in a Kaggle Notebook, else the bundled sample."""
+    for folder in (DATA_DIR, KAGGLE_INPUT):
+        if any((folder / name).exists() for name in ("train.csv", "train.csv.gz", "digit-recognizer.zip")):
+            return folder
     return SAMPLE_DIR
 
 

@@ -7,7 +7,6 @@ study through a database URL). Hopeless trials are pruned on their per-epoch val
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -21,7 +20,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import optuna
@@ -90,17 +89,28 @@ def check_space(study: optuna.Study) -> None:
                                 f"({name}: {dist} here is {SPACE.get(name)}); use --study NEW_NAME")
 
 
+def _try_lock(handle: IO[str]) -> bool:
+    """Take an exclusive lock on an open file without waiting; False when another process holds it."""
+    try:
+        if sys.platform == "win32":
+            import msvcrt
+
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
 @contextmanager
 def local_lock(out: Path) -> Iterator[bool]:
-    """Yields True when no other `tune` on this machine holds the study folder."""
+    """Yields True when no other `tune` on this machine holds the study folder; released when the block ends."""
     out.mkdir(parents=True, exist_ok=True)
     with (out / ".lock").open("w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
+        yield _try_lock(handle)
 
 
 def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:

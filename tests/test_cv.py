@@ -184,8 +184,9 @@ def test_rerun_skips_finished_folds_and_refuses_other_settings(tiny_run: Path, t
 def test_submit_and_evaluate_through_the_cli(tiny_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "subs" / "submission.csv"
     proc = run_cli("submit", "--models", str(tiny_run), "--data", str(SAMPLE), "--out", str(out))
-    assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""  # what submit says goes to stderr; stdout is for results
+    assert f"warning: Kaggle would not accept {out}: 2,000 rows; Kaggle's test.csv has 28,000 (the bundled sample" in proc.stderr
     sub = pd.read_csv(out)
     assert list(sub.columns) == ["ImageId", "Label"]
     assert sub["ImageId"].tolist() == list(range(1, 2001)) and sub["Label"].between(0, 9).all()
@@ -196,8 +197,24 @@ def test_submit_and_evaluate_through_the_cli(tiny_run: Path, tmp_path: Path) -> 
     assert proc.returncode == 0, proc.stderr
     (result,) = [json.loads(line) for line in proc.stdout.splitlines()]  # stdout is one JSON line, nothing else
     assert result["n"] == 10_000 and 0.75 < result["accuracy"] <= 1 and len(result["per_model"]) == 2  # ~0.9 (tiny_run)
+    assert result["seen_in_training"] is True and "this accuracy is optimistic" in proc.stderr  # its first 1,000 rows
     single = run_cli("evaluate", "--models", str(tiny_run / "fold1.pt"), "--data", str(SAMPLE), "--json")
     assert json.loads(single.stdout.strip().splitlines()[-1])["per_model"][0]["accuracy"] == result["per_model"][0]["accuracy"]
+
+
+def test_submit_names_the_file_by_whether_kaggle_would_accept_it(tiny_run: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from competition import submit
+
+    monkeypatch.chdir(tmp_path)
+    submit.write_submission(models=tiny_run, data=SAMPLE)  # the sample's 2,000 test rows
+    assert (tmp_path / "submissions" / "submission-2000-rows.csv").exists()
+    assert not (tmp_path / "submissions" / "submission.csv").exists()  # the name people upload stays free
+    monkeypatch.setattr(submit, "KAGGLE_ROWS", 2000)  # as if the sample's test file were Kaggle's
+    frame = submit.write_submission(models=tiny_run, data=SAMPLE)
+    assert (tmp_path / "submissions" / "submission.csv").exists() and submit.kaggle_problems(frame) == []
+    assert submit.kaggle_problems(frame.assign(Label=frame["Label"] + 0.5)) == ["labels are not integers 0..9"]
+    assert submit.kaggle_problems(frame.assign(ImageId=frame["ImageId"] - 1)) == ["ImageId is not 1..2000"]
 
 
 def test_submit_errors_leave_no_file(tmp_path: Path, tiny_run: Path) -> None:

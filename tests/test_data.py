@@ -95,6 +95,21 @@ def test_missing_paths_and_bad_zip(tmp_path: Path) -> None:
         read_train(tmp_path / "train.csv.gz")
 
 
+def test_in_a_kaggle_notebook_the_competition_data_is_the_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from competition import data
+
+    kaggle = tmp_path / "kaggle" / "input" / "digit-recognizer"
+    kaggle.mkdir(parents=True)
+    monkeypatch.setattr(data, "KAGGLE_INPUT", kaggle)
+    monkeypatch.chdir(tmp_path)
+    assert default_data_dir() == data.SAMPLE_DIR  # no competition files there (yet)
+    (kaggle / "train.csv").touch()
+    assert default_data_dir() == kaggle
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.csv.gz").touch()
+    assert default_data_dir() == data.DATA_DIR  # files the user put in data/ come first
+
+
 def test_default_data_is_the_sample_until_data_is_fetched() -> None:
     expected = "data" if (ROOT / "data" / "train.csv").exists() or (ROOT / "data" / "train.csv.gz").exists() else "sample"
     assert default_data_dir().name == expected

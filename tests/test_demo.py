@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import CHROMIUM, clear, draw, page, wait_for_answer
 from canvas import render
 from conftest import ROOT, SAMPLE, run_cli
 from PIL import Image
@@ -14,7 +16,6 @@ from PIL import Image
 from competition.data import read_train
 
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -93,47 +94,73 @@ def test_app_answers_through_gradio_client(demo_server: str, canvases: dict[str,
     client = Client(demo_server, verbose=False)
     value = {"background": handle_file(str(tmp_path / "bg.png")), "layers": [handle_file(str(tmp_path / "layer.png"))],
              "composite": handle_file(str(tmp_path / "bg.png"))}
-    number, top3, summary, _ = client.predict(value, api_name="/predict")
-    assert number == str(digit)
-    assert top3["label"] == str(digit) and "fold models agree" in summary
+    shown, detail, reading = client.predict(value, api_name="/predict")
+    assert f'<div class="number">{digit}' in shown and "models agree" in detail and "data:image/png;base64," in detail
+    assert reading["number"] == str(digit) and reading["top"][0]["label"] == digit  # what `predict --json` prints
+
+
+def test_the_demo_refuses_to_read_files_a_client_names(demo_server: str, tmp_path: Path) -> None:
+    """A sketchpad value naming a server-side file (a raw API call, as a remote client sends it: gradio_client
+    would upload a local file first) is refused before Gradio reads or caches the file."""
+    import glob
+    import urllib.error
+    import urllib.request
+
+    secret = tmp_path / "secret.png"
+    Image.fromarray(np.random.default_rng().integers(0, 256, (28, 28), dtype=np.uint8)).save(secret)  # unlike any other file
+    marker = secret.read_bytes()
+    for path in (str(secret), "/etc/passwd", "http://127.0.0.1:9/x.png", f"{tempfile.gettempdir()}/gradio/../../etc/passwd"):
+        named = {"path": path, "meta": {"_type": "gradio.FileData"}}
+        body = json.dumps({"data": [{"background": named, "layers": [named], "composite": named}]}).encode()
+        request = urllib.request.Request(f"{demo_server}gradio_api/call/predict", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request, timeout=30)
+        assert info.value.code == 400 and b"only files uploaded to this server" in info.value.read()
+    cached = [p for p in glob.glob(f"{tempfile.gettempdir()}/gradio/**/*", recursive=True) if Path(p).is_file()]
+    assert not any(Path(p).read_bytes() == marker for p in cached) and not any(p.endswith("passwd") for p in cached)
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_drawing_on_the_page_in_a_real_browser(demo_server: str) -> None:
-    from playwright.sync_api import expect, sync_playwright
-
+def test_drawing_clearing_and_drawing_again_in_a_real_browser(demo_server: str) -> None:
+    """Draw, clear (the page's button or the toolbar's), wait, draw another: the new digit is read every time."""
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.goto(demo_server)
-        canvas = page.locator("#sketchpad canvas").first
-        canvas.wait_for(state="visible", timeout=60_000)
-        box = canvas.bounding_box()
-        assert box is not None
-        results = {}
-        # the drawable square sits centred in the canvas element: draw within +-0.35 of its shorter side
-        cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, 0.35 * min(box["width"], box["height"])
-        for digit, strokes in ((1, [[(0.0, -0.8), (0.0, 0.8)]]),
-                               (7, [[(-0.6, -0.7), (0.6, -0.7), (-0.1, 0.8)]])):
-            for stroke in strokes:
-                x0, y0 = stroke[0]
-                page.mouse.move(cx + x0 * r, cy + y0 * r)
-                page.mouse.down()
-                for x, y in stroke[1:]:
-                    page.mouse.move(cx + x * r, cy + y * r, steps=25)
-                page.mouse.up()
-            number = page.locator("#number textarea, #number input").first
-            expect(number).not_to_have_value("", timeout=30_000)
-            page.wait_for_timeout(1500)  # let the last change event land
-            results[digit] = number.input_value()
-            page.screenshot(path=str(ARTIFACTS / f"demo-drew-{digit}.png"))
-            page.locator("#clear").click()
-            expect(number).to_have_value("", timeout=30_000)
-        browser.close()
-    assert results == {1: "1", 7: "7"}
+    seen = []
+    with page(demo_server) as tab:
+        draw(tab, [1])
+        seen.append(("first", wait_for_answer(tab, "1")))
+        cycle = 0
+        for toolbar in (False, True):
+            for delay in (0.0, 0.5, 1.0, 3.0):
+                clear(tab, toolbar=toolbar)
+                tab.wait_for_timeout(delay * 1000)
+                digit = (7, 1)[cycle % 2]
+                draw(tab, [digit])
+                seen.append((f"{'toolbar' if toolbar else 'button'} clear, {delay} s", wait_for_answer(tab, str(digit))))
+                cycle += 1
+                if cycle == 1:
+                    tab.screenshot(path=str(ARTIFACTS / "demo-after-clear.png"))
+        clear(tab, toolbar=False)
+        draw(tab, [1, 7])
+        seen.append(("two digits", wait_for_answer(tab, "17")))
+        tab.screenshot(path=str(ARTIFACTS / "demo-17.png"))
+        assert tab.locator("#detail img").count() == 2  # what the models saw, per digit
+    expected = [("first", "1")] + [(name, str((7, 1)[k % 2])) for k, (name, _) in enumerate(seen[1:-1])] + [("two digits", "17")]
+    assert seen == expected
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_the_page_on_a_phone_shows_canvas_then_answer_without_scrolling(demo_server: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    with page(demo_server, width=390, height=844) as tab:
+        draw(tab, [7])
+        assert wait_for_answer(tab, "7") == "7"
+        tab.screenshot(path=str(ARTIFACTS / "demo-phone.png"))
+        pad = tab.locator("#sketchpad").bounding_box()
+        shown = tab.locator("#answer").bounding_box()
+        assert pad is not None and shown is not None
+        assert shown["y"] + shown["height"] <= 844 and pad["x"] + pad["width"] <= 390  # both within the first screen
+        assert tab.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the phone
 
 
 def test_demo_without_models_is_a_clear_message(tmp_path: Path) -> None:

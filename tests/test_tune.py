@@ -187,6 +187,15 @@ def test_two_workers_share_a_study_through_postgresql(postgres: str, tmp_path: P
     assert len(finished(postgres, "pg")) == len(trials)
 
 
+def test_the_study_folder_lock_admits_one_holder_at_a_time(tmp_path: Path) -> None:
+    from competition.tune import local_lock
+
+    with local_lock(tmp_path) as first, local_lock(tmp_path) as second:
+        assert (first, second) == (True, False)
+    with local_lock(tmp_path) as again:
+        assert again  # released
+
+
 def test_passwords_are_masked_and_kept_off_helper_command_lines() -> None:
     from competition.cli import build_parser, tune_worker_args
     from competition.tune import mask_password
