@@ -11,10 +11,11 @@ RUN    ?= $(if $(DATA)$(wildcard data/train.csv data/train.csv.gz data/digit-rec
 OUT    ?=
 
 data_flag = $(if $(DATA),--data $(DATA))
-cv_flags  = $(data_flag) --out models/$(RUN) $(if $(FOLDS),--folds $(FOLDS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
-            $(if $(RECIPE),--recipe $(RECIPE)) $(if $(PARAMS),--params $(PARAMS))
+train_flags = $(data_flag) $(if $(FOLDS),--folds $(FOLDS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
+              $(if $(RECIPE),--recipe $(RECIPE)) $(if $(ARCH),--arch $(ARCH)) $(if $(PARAMS),--params $(PARAMS))
+cv_flags    = $(train_flags) --out models/$(RUN)
 
-.PHONY: help install cv submit kaggle-submit tune demo data test test-fast bench clean distclean
+.PHONY: help install cv blend runs submit kaggle-submit tune demo data test test-fast bench clean distclean
 .DEFAULT_GOAL := help
 
 # `make` alone explains rather than starting a 6.5 GB install
@@ -24,11 +25,13 @@ help:
 	@echo 'make test-fast  the unit and in-process tests only (about a minute)'
 	@echo 'make data     fill data/ from SRC=path (a Kaggle zip, a folder, a csv pair) or the Kaggle API'
 	@echo 'make kaggle-submit  upload submissions/submission.csv (FILE=, MESSAGE=) and record its public score'
-	@echo 'make cv       5-fold cross-validation -> models/$(RUN)/'
+	@echo 'make cv       5-fold cross-validation -> models/$(RUN)/ (ARCH=, SEEDS="1 2 3" for a blend of seeds)'
+	@echo 'make blend    RUNS="models/a models/b" NAME=ab -> models/blends/ab'
+	@echo 'make runs     the finished runs and blends, best first'
 	@echo 'make tune     Optuna search (TRIALS=, JOBS=) -> models/tune/best_params.json (then make cv PARAMS=...)'
 	@echo 'make demo     the draw-a-digit page on http://127.0.0.1:7860'
 	@echo 'make bench    DATA=folder: the figures of docs/benchmarks.md -> benchmarks/results/'
-	@echo 'variables: DATA= RUN= FOLDS= EPOCHS= RECIPE=default|seed PARAMS= ARGS="more CLI flags"; docs/cli.md has the rest'
+	@echo 'variables: DATA= RUN= FOLDS= EPOCHS= RECIPE= ARCH= PARAMS= SEEDS= ARGS="more CLI flags"; docs/cli.md has the rest'
 
 # A virtual environment made on first use; re-made when pyproject.toml changes. On Linux pip takes PyTorch's
 # CUDA build, ~6.5 GB in the venv: a first install checks the space first rather than letting pip fill the disk.
@@ -47,8 +50,22 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 install: $(VENV)/.installed
 
+# SEEDS="1 2 3": one run per seed on one shared fold split (SPLIT_SEED, default 42), then their blend
 cv: $(VENV)/.installed
+ifdef SEEDS
+	for s in $(SEEDS); do $(PY) -m competition cv $(train_flags) --out models/$(RUN)-seed$$s --seed $$s \
+	  --split-seed $(or $(SPLIT_SEED),42) $(ARGS) || exit 1; done
+	$(PY) -m competition blend $(foreach s,$(SEEDS),models/$(RUN)-seed$(s)) --out models/blends/$(RUN)-seeds
+else
 	$(PY) -m competition cv $(cv_flags) $(ARGS)
+endif
+
+# RUNS="models/a models/b" NAME=ab: a blend of finished runs -> models/blends/$(NAME)
+blend: $(VENV)/.installed
+	$(PY) -m competition blend $(RUNS) --out models/blends/$(or $(NAME),blend)
+
+runs: $(VENV)/.installed
+	$(PY) -m competition runs
 
 # `make submit` trains first when the run has no report yet.
 models/$(RUN)/cv_report.json: | $(VENV)/.installed

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import RECIPES, TrainConfig, field_help
 from .errors import UserError
+from .model import ARCHS
 
 if TYPE_CHECKING:  # the data module pulls in pandas: imported where used, so --help stays fast
     from .data import Digits
@@ -23,7 +24,7 @@ log = logging.getLogger("competition")
 
 # cv flags that map one-to-one onto TrainConfig fields (flag --batch-size -> field batch_size)
 CONFIG_FLAGS = {"folds": int, "epochs": int, "patience": int, "lr": float, "dropout": float, "batch_size": int,
-                "seed": int, "weight_decay": float, "label_smoothing": float, "workers": int}
+                "seed": int, "split_seed": int, "weight_decay": float, "label_smoothing": float, "workers": int}
 
 
 def _data_path(value: Path | None) -> Path:
@@ -49,6 +50,8 @@ def _models_path(value: Path | None) -> Path:
 def config_flags(args: argparse.Namespace) -> dict[str, object]:
     """The TrainConfig fields the command line sets explicitly."""
     explicit: dict[str, object] = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
+    if args.arch:
+        explicit["arch"] = args.arch
     if args.no_bf16:
         explicit["bf16"] = False
     if args.tta:
@@ -149,6 +152,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_blend(args: argparse.Namespace) -> int:
+    from .blend import blend_runs
+
+    blend_runs(runs=args.runs, out=args.out, max_picks=args.max_picks)
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from .runs import list_runs, runs_table
+
+    rows = list_runs(args.models)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, allow_nan=False))
+    else:
+        print(runs_table(rows))
+    return 0
+
+
 def cmd_kaggle_submit(args: argparse.Namespace) -> int:
     from .kaggle import kaggle_submit
 
@@ -188,8 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     cv = sub.add_parser("cv", help="K-fold cross-validation of the CNN; one checkpoint per fold")
     cv.add_argument("--data", type=Path, help="train.csv / .csv.gz / Kaggle zip / folder (default: data/, else the sample)")
     cv.add_argument("--out", type=Path, default=Path("models/default"), help="run folder (default: models/default)")
-    cv.add_argument("--recipe", choices=sorted(RECIPES), default="default",
-                    help="default: the recipe the README reports; seed: the original notebook's settings")
+    cv.add_argument("--recipe", choices=sorted(RECIPES),
+                    help="default: the recipe the README reports; seed: the original notebook's settings; bncnn, resnet: "
+                         "those architectures' starting points (default: the --arch's recipe, else default)")
+    cv.add_argument("--arch", choices=sorted(ARCHS), help="the network (default reference: the notebook's CNN)")
     cv.add_argument("--params", type=Path, metavar="FILE",
                     help="hyperparameters from a `tune` result (models/tune/best_params.json); flags override them")
     helps = field_help()
@@ -246,6 +270,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=_port, default=7860, help="1..65535 (default 7860)")
     demo.add_argument("--share", action="store_true", help="ask Gradio for a public link (needs internet)")
     demo.set_defaults(run=cmd_demo)
+
+    blend = sub.add_parser("blend", help="combine finished runs with weights learned on their out-of-fold predictions")
+    blend.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders trained on the same data and fold split")
+    blend.add_argument("--out", type=Path, required=True, help="the blend's folder, e.g. models/blends/NAME")
+    blend.add_argument("--max-picks", type=int, default=50, help="most selection rounds (default 50)")
+    blend.set_defaults(run=cmd_blend)
+
+    runs = sub.add_parser("runs", help="the finished runs and blends, best out-of-fold accuracy first")
+    runs.add_argument("--models", type=Path, default=Path("models"), help="where the runs are (default models/)")
+    runs.add_argument("--json", action="store_true", help="one JSON object per run or blend")
+    runs.set_defaults(run=cmd_runs)
 
     upload = sub.add_parser("kaggle-submit", help="upload a submission with the Kaggle API; record its public score")
     upload.add_argument("file", type=Path, nargs="?", default=Path("submissions/submission.csv"),

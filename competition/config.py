@@ -26,7 +26,8 @@ class TrainConfig:
 
     arch: str = "reference"  # model name in competition.model.ARCHS ("reference" = the notebook's CNN)
     folds: int = 5  # K of the stratified K-fold split
-    seed: int = 42  # fold split, weight init, augmentation and shuffling all derive from it
+    seed: int = 42  # weight init, augmentation, shuffling and (unless split_seed is set) the fold split derive from it
+    split_seed: int = -1  # seed of the fold split; -1 = `seed`. Runs that share it can be blended (their OOF rows line up)
     epochs: int = 15  # upper bound per fold; early stopping may end a fold sooner (docs/training.md)
     patience: int = 5  # epochs without a lower validation loss before a fold stops
     lr: float = 4.48e-3  # peak learning rate of Adam (the one-cycle schedule's maximum), from a full-data `tune`
@@ -46,6 +47,11 @@ class TrainConfig:
 
     def replace(self, **changes: object) -> TrainConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def fold_seed(self) -> int:
+        """The seed the fold split is drawn with."""
+        return self.seed if self.split_seed < 0 else self.split_seed
 
     def hyperparameters(self) -> dict[str, object]:
         """The fields that decide what a run learns: what its fingerprint covers."""
@@ -107,7 +113,13 @@ SEED_RECIPE = TrainConfig(
     epochs=100, patience=10, lr=1e-3, schedule="constant", batch_size=64, weight_decay=0.0,
     rotate=15.0, shift=0.0, scale=0.0, shear=0.0, bf16=False,
 )
-RECIPES: dict[str, TrainConfig] = {"default": TrainConfig(), "seed": SEED_RECIPE}
+# Starting points for the other architectures, named after them (`cv --arch NAME` takes the recipe NAME): batch
+# norm tolerates a higher peak rate, and their dropout sits where the architectures' authors put it. Not yet tuned
+# on the full data (docs/training.md, architectures).
+BNCNN_RECIPE = TrainConfig(arch="bncnn", lr=3e-3, dropout=0.4, shift=0.1)
+RESNET_RECIPE = TrainConfig(arch="resnet", lr=3e-3, dropout=0.2, shift=0.1)
+RECIPES: dict[str, TrainConfig] = {"default": TrainConfig(), "seed": SEED_RECIPE, "bncnn": BNCNN_RECIPE,
+                                   "resnet": RESNET_RECIPE}
 
 
 @cache
@@ -134,12 +146,16 @@ def load_params(path: Path) -> tuple[dict[str, object], str]:
     return dict(params), data
 
 
-def resolve(*, recipe: str = "default", params: Path | None = None, flags: dict[str, object] | None = None,
+def resolve(*, recipe: str | None = None, params: Path | None = None, flags: dict[str, object] | None = None,
             data: str | Path | None = None) -> tuple[TrainConfig, list[str]]:
     """The run's configuration and the notes to show about it: the recipe, then `params` (a `tune` result), then
-    explicit flags, each overriding the one before. `data` (the training data) only decides a warning."""
+    explicit flags, each overriding the one before. Without a recipe, an `arch` flag picks the recipe of that name
+    (the architecture's own defaults), else "default". `data` (the training data) only decides a warning."""
     from .data import is_sample
 
+    flags = dict(flags or {})
+    if recipe is None:
+        recipe = str(flags["arch"]) if flags.get("arch") in RECIPES else "default"
     if recipe not in RECIPES:
         raise UserError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
     config, notes = RECIPES[recipe], []
@@ -154,5 +170,5 @@ def resolve(*, recipe: str = "default", params: Path | None = None, flags: dict[
         if tuned_on and is_sample(tuned_on) and data is not None and not is_sample(data):
             notes.append(f"warning: {params} was tuned on the bundled sample, not on {data}; "
                          f"parameters tuned on the sample did not transfer to the full data (docs/tuning.md)")
-    config = config.replace(**(flags or {}))
+    config = config.replace(**flags)
     return config.validate(), notes

@@ -25,10 +25,16 @@ from .train import fit, init_model
 log = logging.getLogger(__name__)
 
 
-def fingerprint(data: Digits, config: TrainConfig) -> str:
-    """Identifies data + settings, so a re-run only reuses folds trained on exactly these."""
+def data_digest(data: Digits) -> str:
+    """Identifies the images and labels, wherever the file lies: runs with equal digests trained on the same rows."""
     digest = hashlib.sha1(data.images.tobytes())
     digest.update(data.labels.tobytes() if data.labels is not None else b"")
+    return digest.hexdigest()[:16]
+
+
+def fingerprint(data: Digits, config: TrainConfig) -> str:
+    """Identifies data + settings, so a re-run only reuses folds trained on exactly these."""
+    digest = hashlib.sha1(data_digest(data).encode())
     digest.update(json.dumps(config.hyperparameters(), sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
@@ -37,7 +43,7 @@ def run_cv(*, data: Digits, out: Path, config: TrainConfig, force: bool = False,
     """Train config.folds models (or just fold `only`); skip folds already in `out` for the same data and settings."""
     assert data.labels is not None, "run_cv needs labelled data"
     config.validate()
-    splits = fold_indices(data.labels, folds=config.folds, seed=config.seed)
+    splits = fold_indices(data.labels, folds=config.folds, seed=config.fold_seed)
     if only is not None and not 1 <= only <= config.folds:
         raise UserError(f"--fold {only} is not in 1..{config.folds}")
     signature = fingerprint(data, config)
@@ -79,6 +85,23 @@ def run_cv(*, data: Digits, out: Path, config: TrainConfig, force: bool = False,
     return report
 
 
+def host() -> str:
+    """The machine a run trained on, for the runs table: the GPU, else the CPU model and its bf16 support."""
+    import platform
+
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    cpu = platform.processor() or platform.machine()
+    info = Path("/proc/cpuinfo")
+    if info.is_file():
+        text = info.read_text()
+        cpu = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), cpu)
+        cpu += f", {torch.get_num_threads()} threads" + (", bf16" if "avx512_bf16" in text or "amx_bf16" in text else "")
+    return cpu
+
+
 def write_report(*, data: Digits, out: Path, config: TrainConfig, wall_seconds: float) -> dict[str, Any]:
     """cv_report.json, oof.csv and the plots, rebuilt from the fold checkpoints."""
     from . import plots  # matplotlib only when a report is written
@@ -91,7 +114,8 @@ def write_report(*, data: Digits, out: Path, config: TrainConfig, wall_seconds: 
     preds = probs.argmax(1)
     accs = np.array([ck.metrics["val_acc"] for ck in checkpoints])
     report = {
-        "data": data.source, "rows": len(data), "config": config.to_dict(),
+        "data": data.source, "data_digest": data_digest(data), "rows": len(data), "config": config.to_dict(),
+        "host": host(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "oof_accuracy": accuracy(probs, data.labels), "oof_loss": log_loss(probs, data.labels),
         "fold_acc_mean": float(accs.mean()), "fold_acc_std": float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,
         "folds": [{"fold": ck.fold, **ck.metrics} for ck in checkpoints],

@@ -1,4 +1,4 @@
-"""Average the fold models' softmax: the ensemble behind submit, evaluate, predict and the demo."""
+"""Average the fold models' softmax (a blend's with its weights): the ensemble behind submit, evaluate, predict and the demo."""
 
 from __future__ import annotations
 
@@ -18,15 +18,33 @@ from .infer import pick_device, predict_views, tta_views
 @dataclass
 class Ensemble:
     members: list[Checkpoint]
-    source: Path  # the run folder or checkpoint file it was loaded from
+    source: Path  # the run folder, checkpoint file or blend folder it was loaded from
+    weights: np.ndarray | None = None  # (members,) summing to 1, a blend's; None = all members alike
 
     @classmethod
     def load(cls, models: str | Path) -> Ensemble:
+        """A run folder's fold models, one checkpoint, or a blend's runs (each run's folds sharing its weight)."""
+        from .blend import BLEND_FILE, read_blend
+
+        models = Path(models)
+        if (models / BLEND_FILE).is_file():
+            runs = read_blend(models)
+            paths = [(p, weight) for run, weight in runs for p in find_checkpoints(run)]
+            counts = {run: len(find_checkpoints(run)) for run, _ in runs}
+            weights = np.array([weight / counts[p.parent] for p, weight in paths])
+            members = [load_checkpoint(p) for p, _ in paths]
+        else:
+            members, weights = [load_checkpoint(p) for p in find_checkpoints(models)], None
         device = pick_device()
-        members = [load_checkpoint(p) for p in find_checkpoints(models)]
         for member in members:
             member.model.to(device).to(memory_format=torch.channels_last)  # matches infer.to_input's layout
-        return cls(members=members, source=Path(models))
+        return cls(members=members, source=models, weights=None if weights is None else weights / weights.sum())
+
+    def combine(self, member_probs: np.ndarray) -> np.ndarray:
+        """(N, 10): the members' softmax (models, N, 10) averaged with the ensemble's weights."""
+        if self.weights is None:
+            return member_probs.mean(0)
+        return np.tensordot(self.weights, member_probs, axes=1).astype(np.float32)
 
     def member_probs(self, images: np.ndarray, *, progress: bool = False) -> np.ndarray:
         """(models, N, 10) softmax of each member for uint8 images (N, 28, 28), with test-time augmentation where
@@ -42,13 +60,14 @@ class Ensemble:
         return np.stack(probs) if probs else np.empty((0, len(images), 10), np.float32)
 
     def predict_proba(self, images: np.ndarray, *, progress: bool = False) -> np.ndarray:
-        """(N, 10) mean of the members' softmax."""
-        return self.member_probs(images, progress=progress).mean(0)
+        """(N, 10) the members' softmax, averaged with the ensemble's weights."""
+        return self.combine(self.member_probs(images, progress=progress))
 
     def cv_score(self) -> float | None:
-        """OOF accuracy from the run's cv_report.json, else the mean of the members' fold accuracy."""
-        report = self.source / "cv_report.json"
-        if report.is_file():
-            return float(json.loads(report.read_text())["oof_accuracy"])
+        """OOF accuracy from the run's cv_report.json or the blend's blend.json, else the mean of the members' fold accuracy."""
+        for name in ("cv_report.json", "blend.json"):
+            report = self.source / name
+            if report.is_file():
+                return float(json.loads(report.read_text())["oof_accuracy"])
         accs = [m.metrics["val_acc"] for m in self.members if "val_acc" in m.metrics]
         return float(np.mean(accs)) if accs else None

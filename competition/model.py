@@ -37,7 +37,68 @@ class ReferenceCNN(nn.Module):
         return self.fc2(x)
 
 
-ARCHS: dict[str, type[nn.Module]] = {"reference": ReferenceCNN}
+def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, padding: int | None = None) -> nn.Sequential:
+    """Conv (no bias: BN has one) -> BatchNorm -> ReLU."""
+    pad = kernel // 2 if padding is None else padding
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, pad, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class BatchNormCNN(nn.Module):
+    """The batch-normalised CNN of the strongest Kaggle MNIST notebooks: stacked 3x3 convs, a strided 5x5 conv
+    instead of pooling, BN after every conv, dropout after each stage.
+
+    Input (N, 1, 28, 28) normalised; output (N, 10) logits. Costs more per image than the reference CNN
+    (docs/training.md, architectures).
+    """
+
+    def __init__(self, dropout: float = 0.4) -> None:
+        super().__init__()
+        self.stage1 = nn.Sequential(_conv_bn(1, 32, 3), _conv_bn(32, 32, 3), _conv_bn(32, 32, 5, stride=2),
+                                    nn.Dropout(dropout))  # (N, 32, 14, 14)
+        self.stage2 = nn.Sequential(_conv_bn(32, 64, 3), _conv_bn(64, 64, 3), _conv_bn(64, 64, 5, stride=2),
+                                    nn.Dropout(dropout))  # (N, 64, 7, 7)
+        self.stage3 = nn.Sequential(_conv_bn(64, 128, 4, padding=0), nn.Flatten(), nn.Dropout(dropout))  # (N, 128*4*4)
+        self.head = nn.Linear(128 * 4 * 4, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.stage3(self.stage2(self.stage1(x))))
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 conv-BN layers with an identity (or 1x1 strided) shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = _conv_bn(cin, cout, 3, stride)
+        self.conv2 = nn.Sequential(nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+        self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.conv2(self.conv1(x)) + self.shortcut(x))
+
+
+class SmallResNet(nn.Module):
+    """A small residual network: different enough from the plain CNNs (identity paths, global average pooling) to make
+    different mistakes, at a cost close to the reference CNN's (docs/training.md, architectures).
+
+    Input (N, 1, 28, 28) normalised; output (N, 10) logits.
+    """
+
+    def __init__(self, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.stem = _conv_bn(1, 16, 3)  # (N, 16, 28, 28)
+        self.blocks = nn.Sequential(ResidualBlock(16, 16), ResidualBlock(16, 32, stride=2), ResidualBlock(32, 32),
+                                    ResidualBlock(32, 64, stride=2), ResidualBlock(64, 64))  # (N, 64, 7, 7)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.blocks(self.stem(x)).mean(dim=(2, 3))  # global average pooling: (N, 64)
+        return self.head(self.dropout(x))
+
+
+ARCHS: dict[str, type[nn.Module]] = {"reference": ReferenceCNN, "bncnn": BatchNormCNN, "resnet": SmallResNet}
 
 
 def build_model(arch: str, *, dropout: float) -> nn.Module:

@@ -57,7 +57,7 @@ def recognize(image: Any, ensemble: Ensemble) -> Reading:
         return Reading()
     batch = np.stack([d.image for d in digits])
     per_model = ensemble.member_probs(batch)  # (models, digits, 10)
-    mean = per_model.mean(0)
+    mean = ensemble.combine(per_model)
     readings = []
     for i, digit in enumerate(digits):
         order = np.argsort(-mean[i])[:3]

@@ -98,7 +98,7 @@ def evaluate(*, models: Path, data: Path) -> dict[str, Any]:
         log.warning(f"evaluate: warning: {models} was trained on {seen[0]}, the rows scored here: this accuracy is "
                     f"optimistic; the run's out-of-fold accuracy (cv_report.json) is the honest score")
     per_model = ensemble.member_probs(digits.images, progress=True)
-    mean = per_model.mean(0)
+    mean = ensemble.combine(per_model)
     return {
         "data": digits.source, "n": len(digits), "models": len(ensemble.members), "seen_in_training": bool(seen),
         "accuracy": accuracy(mean, digits.labels), "loss": log_loss(mean, digits.labels),

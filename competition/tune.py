@@ -123,7 +123,7 @@ def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
 def make_objective(data: Digits, base: TrainConfig, *, folds: int, cv_folds: int, fold_epochs: int) -> Any:
     assert data.labels is not None
     labels = data.labels
-    splits = fold_indices(labels, folds=folds, seed=base.seed)[:cv_folds]
+    splits = fold_indices(labels, folds=folds, seed=base.fold_seed)[:cv_folds]
     device = pick_device()
 
     def objective(trial: optuna.Trial) -> float:

@@ -17,7 +17,7 @@ SAMPLE = ROOT / "data" / "sample"
 
 
 # Tests that need a trained run, a running demo or a database are `slow`: `make test-fast` leaves them out.
-SLOW_FIXTURES = {"tiny_run", "small_run", "demo_server", "postgres"}
+SLOW_FIXTURES = {"tiny_run", "small_run", "demo_server", "postgres", "runs"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

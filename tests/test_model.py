@@ -16,7 +16,7 @@ from competition.ensemble import Ensemble
 from competition.errors import UserError
 from competition.infer import TTA_ROTATIONS, bf16_helps, predict_proba, rotate, to_input
 from competition.metrics import log_loss
-from competition.model import NORMALIZE, ReferenceCNN
+from competition.model import ARCHS, NORMALIZE, ReferenceCNN, build_model
 
 NOTEBOOK_KEYS = {"conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "conv3.weight", "conv3.bias",
                  "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
@@ -199,7 +199,7 @@ def _with_nan(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     ("nan weights", "weights hold NaN or infinity (fc2.bias): a diverged run cannot predict"),
     ("std 0", "normalize has mean 0.5 and std 0: needs finite numbers and std > 0"),
     ("no normalize", "lacks normalize"),
-    ("unknown arch", "invalid arch='resnet9000'; known: reference"),
+    ("unknown arch", "invalid arch='resnet9000'; known: reference, bncnn, resnet"),
     ("mistyped field", "config field epochs='ten' should be of type int"),
     ("config not a dict", "config is a list, not a dict"),
     ("state not tensors", "state_dict is not a dict of tensors"),
@@ -263,3 +263,41 @@ def test_a_failed_checkpoint_write_is_one_line_and_leaves_no_file(tmp_path: Path
     with pytest.raises(UserError, match=r"fold1.pt: cannot write the checkpoint \(.*file write failed\); is the disk full\?"):
         save_checkpoint(path, ReferenceCNN(), TrainConfig(), fold=1, metrics={}, extra={})
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+@pytest.mark.parametrize("bf16", [False, True])
+def test_every_architecture_trains_a_step_on_cpu_in_fp32_and_bf16_channels_last(arch: str, bf16: bool) -> None:
+    torch.manual_seed(8)
+    model = build_model(arch, dropout=0.3).to(memory_format=torch.channels_last).train()
+    x = torch.randn(4, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = model(x)
+    assert logits.shape == (4, 10)
+    F.cross_entropy(logits.float(), torch.arange(4)).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_every_architecture_reloads_from_its_checkpoint_to_identical_outputs(tmp_path: Path, arch: str) -> None:
+    torch.manual_seed(9)
+    model = build_model(arch, dropout=0.3)
+    model.train()(torch.randn(16, 1, 28, 28))  # moves batch-norm running statistics away from their initial values
+    model.eval()
+    path = tmp_path / "fold1.pt"
+    save_checkpoint(path, model, TrainConfig(arch=arch, dropout=0.3), fold=1, metrics={}, extra={})
+    loaded = load_checkpoint(path)
+    assert type(loaded.model) is type(model) and loaded.config.arch == arch
+    images = np.random.default_rng(9).integers(0, 256, (6, 28, 28), dtype=np.uint8)
+    np.testing.assert_array_equal(predict_proba(loaded.model, images, NORMALIZE, bf16=False),
+                                  predict_proba(model, images, NORMALIZE, bf16=False))
+
+
+def test_an_architecture_flag_takes_that_architectures_recipe() -> None:
+    from competition.config import RECIPES, resolve
+
+    assert resolve(flags={"arch": "bncnn"})[0] == RECIPES["bncnn"]
+    assert resolve(flags={"arch": "bncnn", "lr": 0.01})[0].lr == 0.01
+    assert resolve(recipe="seed", flags={"arch": "resnet"})[0] == RECIPES["seed"].replace(arch="resnet")
+    with pytest.raises(UserError, match="invalid arch='vgg'"):
+        resolve(flags={"arch": "vgg"})

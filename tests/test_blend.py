@@ -1,0 +1,113 @@
+"""Blends of runs of different architectures, the refusals that keep OOF rows honest, and the runs table."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import SAMPLE
+
+from competition.blend import blend_runs, select
+from competition.cli import main
+from competition.config import RECIPES
+from competition.cv import run_cv
+from competition.data import Digits, read_train
+from competition.ensemble import Ensemble
+from competition.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny finished runs on the first 400 sample rows: two architectures on one split, and one on another split."""
+    full = read_train(SAMPLE)
+    assert full.labels is not None
+    data = Digits(images=full.images[:400], labels=full.labels[:400], source=f"{full.source}[:400]")
+    root = tmp_path_factory.mktemp("models")
+    made = {}
+    for name, recipe, split_seed in (("ref", "default", 7), ("bn", "bncnn", 7), ("other", "default", 8)):
+        config = RECIPES[recipe].replace(folds=2, epochs=2, batch_size=32, workers=0, seed=1, split_seed=split_seed)
+        run_cv(data=data, out=root / name, config=config)
+        made[name] = root / name
+    return made
+
+
+def test_greedy_selection_never_has_more_errors_than_its_best_member() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 500)
+    for _ in range(20):
+        members = []
+        for quality in rng.uniform(0.5, 3, 4):
+            logits = rng.normal(size=(500, 10))
+            logits[np.arange(500), labels] += quality
+            members.append(np.exp(logits) / np.exp(logits).sum(1, keepdims=True))
+        counts = select(members, labels)
+        blend = sum(c * m for c, m in zip(counts, members)) / counts.sum()
+        errors = [(m.argmax(1) != labels).sum() for m in members]
+        assert counts.sum() >= 1 and (blend.argmax(1) != labels).sum() <= min(errors)
+
+
+def test_a_blend_of_two_architectures_is_accepted_everywhere_a_run_is(runs: dict[str, Path], tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "blends" / "ref-bn"
+    assert main(["blend", str(runs["ref"]), str(runs["bn"]), "--out", str(out)]) == 0
+    report = json.loads((out / "blend.json").read_text())
+    assert report["oof_errors"] <= min(m["oof_errors"] for m in report["members"])
+    assert sum(m["weight"] for m in report["members"]) == pytest.approx(1)
+    oof = pd.read_csv(out / "oof.csv")
+    assert len(oof) == 400 and (oof["label"] != oof["pred"]).sum() == report["oof_errors"]
+    picked = [m for m in report["members"] if m["weight"] > 0]
+    assert len(Ensemble.load(out).members) == 2 * len(picked)  # 2 folds per run the selection picked
+    for member, weight in zip(report["members"], (0.7, 0.3)):  # both architectures in, whatever tiny runs picked
+        member["weight"] = weight
+    (out / "blend.json").write_text(json.dumps(report))
+    ensemble = Ensemble.load(out)
+    assert len(ensemble.members) == 4 and {m.config.arch for m in ensemble.members} == {"reference", "bncnn"}
+    assert ensemble.weights is not None and ensemble.weights.tolist() == pytest.approx([0.35, 0.35, 0.15, 0.15])
+    assert ensemble.cv_score() == report["oof_accuracy"]
+    capsys.readouterr()
+    assert main(["submit", "--models", str(out), "--data", str(SAMPLE), "--out", str(tmp_path / "sub.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "sub.csv")) == 2000
+    assert main(["evaluate", "--models", str(out), "--data", str(SAMPLE), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["models"] == 4
+    drawing = tmp_path / "digit.png"
+    from canvas import render
+    from PIL import Image
+
+    Image.fromarray(render(read_train(SAMPLE).images[0])).save(drawing)
+    assert main(["predict", "--models", str(out), "--json", str(drawing)]) == 0
+    assert json.loads(capsys.readouterr().out)["digits"][0]["models"] == 4
+
+
+def test_runs_that_do_not_line_up_or_are_gone_are_one_line_refusals(runs: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"other: its split seed \(8\) differs from .*ref's \(7\)"):
+        blend_runs(runs=[runs["ref"], runs["other"]], out=tmp_path / "x")
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    shutil.copy(runs["ref"] / "fold1.pt", unfinished)
+    with pytest.raises(UserError, match="unfinished: not a finished cv run"):
+        blend_runs(runs=[runs["ref"], unfinished], out=tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+    copy = tmp_path / "copy"
+    shutil.copytree(runs["bn"], copy)
+    blend_runs(runs=[runs["ref"], copy], out=tmp_path / "b")
+    shutil.rmtree(copy)
+    with pytest.raises(UserError, match=f"member run {copy} is gone"):
+        Ensemble.load(tmp_path / "b")
+
+
+def test_the_runs_table_lists_runs_and_blends_best_first(runs: dict[str, Path], tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    root = runs["ref"].parent
+    blend_runs(runs=[runs["ref"], runs["bn"]], out=root / "blends" / "both")
+    assert main(["runs", "--models", str(root), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {Path(r["name"]).name for r in rows} == {"ref", "bn", "other", "both"}
+    assert [r["oof_accuracy"] for r in rows] == sorted((r["oof_accuracy"] for r in rows), reverse=True)
+    kinds = {Path(r["name"]).name: (r["kind"], r["arch"]) for r in rows}
+    assert kinds["bn"] == ("run", "bncnn") and kinds["both"][0] == "blend"
+    assert main(["runs", "--models", str(root)]) == 0
+    assert "oof_accuracy" in capsys.readouterr().out
