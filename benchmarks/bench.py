@@ -41,7 +41,7 @@ from canvas import STYLES, random_canvas
 from competition.config import TrainConfig
 from competition.data import SAMPLE_DIR, read_test, read_train
 from competition.ensemble import Ensemble
-from competition.infer import TTA_ROTATIONS, bf16_helps, predict_proba
+from competition.infer import TTA_ROTATIONS, autocast_dtype, predict_proba
 from competition.model import ReferenceCNN
 from competition.recognize import recognize
 
@@ -211,7 +211,7 @@ def step_rate(*, batch: int, bf16: bool, compiled: bool = False) -> dict[str, ob
         model = torch.compile(model)  # type: ignore[assignment]
     x = torch.randn(batch, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
-    emulated = bf16 and not bf16_helps(torch.device("cpu"))
+    emulated = bf16 and autocast_dtype(torch.device("cpu")) is None
     steps = 3 if emulated else max(3, 4096 // batch)  # emulated bf16 is many times slower: a few steps tell
     for i in range(5 + steps):
         if i == 5:
@@ -252,7 +252,7 @@ def bench_step(data: Path, out: Path, folds: int) -> dict[str, object]:
         for compiled in (False, True):
             rows.append(step_rate(batch=128, bf16=False, compiled=compiled))
             print(rows[-1], flush=True)
-    return {"native_bf16": bf16_helps(torch.device("cpu")),
+    return {"native_bf16": autocast_dtype(torch.device("cpu")) is not None,
             "threads": torch.get_num_threads(), "fp32_matmul_gflops": matmul_gflops(),
             "train_mflop_per_image": TRAIN_MFLOP_PER_IMAGE, "steps": rows}
 

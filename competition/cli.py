@@ -56,6 +56,8 @@ def config_flags(args: argparse.Namespace) -> dict[str, object]:
         explicit["bf16"] = False
     if args.tta:
         explicit["tta"] = True
+    if args.data_on_device:
+        explicit["data_on_device"] = args.data_on_device
     return explicit
 
 
@@ -222,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
         cv.add_argument(f"--{name.replace('_', '-')}", type=_non_negative(kind), help=f"{helps[name]} (default {default})")
     cv.add_argument("--no-bf16", action="store_true", help="train in float32 even where the hardware computes bf16 (slower there)")
     cv.add_argument("--tta", action="store_true", help=helps["tta"])
+    cv.add_argument("--data-on-device", choices=["auto", "yes", "no"],
+                    help="keep the fold's images on the training device and augment them there (default auto: on CUDA)")
     cv.add_argument("--limit", type=_non_negative(int), help="use only the first N rows (quick trials)")
     cv.add_argument("--fold", type=_non_negative(int), help="train only this fold (1..K), e.g. one per machine")
     cv.add_argument("--force", action="store_true", help="retrain folds that are already in --out")

@@ -21,7 +21,7 @@ class TrainConfig:
     """Everything that decides how one fold is trained and how its model predicts. Defaults = the run the README reports.
 
     The fields above `bf16` are the hyperparameters: a run's fingerprint covers them. The run settings below
-    change how fast a run goes, not what it learns, so a run can be resumed with other values.
+    change how fast a run goes, not what it learns (in distribution), so a run can be resumed with other values.
     """
 
     arch: str = "reference"  # model name in competition.model.ARCHS ("reference" = the notebook's CNN)
@@ -41,9 +41,10 @@ class TrainConfig:
     scale: float = 0.1  # augmentation: relative zoom, uniform in [1 - scale, 1 + scale]
     shear: float = 5.0  # augmentation: degrees, uniform in [-shear, shear]
     tta: bool = False  # predict from 3 views (as is, rotated +-6 deg): OOF, submit, evaluate, predict and demo
-    bf16: bool = True  # bfloat16 autocast where the hardware computes it (AVX512-BF16/AMX CPUs, GPUs); fp32 elsewhere
+    bf16: bool = True  # reduced precision where the hardware computes it: bf16 (AVX512-BF16/AMX CPUs, GPUs), fp16 on older GPUs
     workers: int = 1  # augmentation processes beside the training loop (0 = in the loop)
     aug_group: int = 4  # images per albumentations call, sharing one random draw (the per-call overhead dominates)
+    data_on_device: str = "auto"  # "yes": the fold's images live on the training device, augmented there; "auto": on CUDA
 
     def replace(self, **changes: object) -> TrainConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -75,6 +76,7 @@ class TrainConfig:
             "aug_group": 1 <= self.aug_group <= 512,
             "workers": self.workers >= 0,
             "schedule": self.schedule in ("onecycle", "constant"),
+            "data_on_device": self.data_on_device in ("auto", "yes", "no"),
         }
         for name, ok in checks.items():
             if not ok:
@@ -105,7 +107,7 @@ class TrainConfig:
         return cls(**kept)  # type: ignore[arg-type]
 
 
-RUN_SETTINGS = ("bf16", "workers", "aug_group")
+RUN_SETTINGS = ("bf16", "workers", "aug_group", "data_on_device")
 
 # The original notebook's settings: Adam 1e-3 without weight decay, batch 64, rotation 15 deg only,
 # patience 10, up to 100 epochs, fp32.

@@ -17,7 +17,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import Digits, fold_indices
 from .errors import UserError
-from .infer import bf16_helps, pick_device
+from .infer import autocast_dtype, pick_device, precision_name
 from .io import atomic_write
 from .metrics import accuracy, log_loss
 from .train import fit, init_model
@@ -48,7 +48,9 @@ def run_cv(*, data: Digits, out: Path, config: TrainConfig, force: bool = False,
         raise UserError(f"--fold {only} is not in 1..{config.folds}")
     signature = fingerprint(data, config)
     device = pick_device()
-    precision = ("bf16 autocast" if config.bf16 and bf16_helps(device) else "fp32") + (", TTA 3 views" if config.tta else "")
+    on_device = config.data_on_device == "yes" or (config.data_on_device == "auto" and device.type == "cuda")
+    precision = (precision_name(autocast_dtype(device, config.bf16)) + (", TTA 3 views" if config.tta else "")
+                 + (", data and augmentation on the device" if on_device else ""))
     log.info(f"cv: {len(data):,} images from {data.source}; {config.folds} folds; device {device} ({precision}); out {out}")
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

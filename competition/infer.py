@@ -16,13 +16,26 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def bf16_helps(device: torch.device) -> bool:
-    """Whether bfloat16 autocast is faster than float32 here: only where the hardware computes bf16
-    (CUDA GPUs that support it, CPUs with AVX512-BF16 or AMX). Elsewhere bf16 is emulated and many times
-    slower than fp32 (docs/benchmarks.md, training step)."""
+def autocast_dtype(device: torch.device, allowed: bool = True) -> torch.dtype | None:
+    """The reduced precision to compute in on `device`, None for float32.
+
+    bfloat16 where the hardware computes it (CUDA GPUs from compute capability 8.0, CPUs with AVX512-BF16 or AMX);
+    float16 on older CUDA GPUs with fast half precision (P100, V100, T4: training then scales the loss); float32
+    elsewhere, where reduced precision would be emulated and many times slower (docs/benchmarks.md, training step),
+    and whenever `allowed` is False (`--no-bf16`).
+    """
+    if not allowed:
+        return None
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and torch.cpu._is_avx512_bf16_supported()
+        major, _ = torch.cuda.get_device_capability(device)
+        return torch.bfloat16 if major >= 8 else torch.float16 if major >= 6 else None
+    if device.type == "cpu" and torch.cpu._is_avx512_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    return {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast, loss scaling"}.get(dtype, "fp32")  # type: ignore[arg-type]
 
 
 def to_input(images: torch.Tensor, normalize: dict[str, float], device: torch.device) -> torch.Tensor:
@@ -50,7 +63,8 @@ def predict_proba(model: nn.Module, images: np.ndarray, normalize: dict[str, flo
                   device: torch.device | None = None, bf16: bool = True, tta: bool = False) -> np.ndarray:
     """Softmax probabilities (N, 10) float32 for uint8 images (N, 28, 28).
 
-    bf16: use bfloat16 autocast where it helps (see bf16_helps). tta: average over tta_views (3x the work).
+    bf16: allow reduced precision where the hardware computes it (see autocast_dtype). tta: average over tta_views
+    (3x the work).
     """
     return predict_views(model, tta_views(images) if tta else [images], normalize, device=device, bf16=bf16)
 
@@ -63,16 +77,16 @@ def predict_views(model: nn.Module, views: list[np.ndarray], normalize: dict[str
 
 @torch.no_grad()
 def _softmax(model: nn.Module, images: np.ndarray, normalize: dict[str, float], *,
-             device: torch.device | None, bf16: bool, batch_size: int = 256) -> np.ndarray:
-    # batch_size 256: the fastest measured on 2 CPU cores (docs/benchmarks.md)
+             device: torch.device | None, bf16: bool) -> np.ndarray:
     device = device or next(model.parameters()).device
-    bf16 = bf16 and bf16_helps(device)
+    batch_size = 8192 if device.type == "cuda" else 256  # 256: the fastest measured on 2 CPU cores (docs/benchmarks.md)
+    dtype = autocast_dtype(device, bf16)
     model.eval()
     out = np.empty((len(images), 10), dtype=np.float32)
     source = torch.from_numpy(np.ascontiguousarray(images))
     for start in range(0, len(images), batch_size):
         x = to_input(source[start:start + batch_size], normalize, device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             logits = model(x)
         out[start:start + batch_size] = torch.softmax(logits.float(), dim=1).cpu().numpy()
     return out

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .augment import make_loader
 from .config import TrainConfig
-from .infer import bf16_helps, predict_proba, to_input
+from .infer import autocast_dtype, predict_proba, to_input
 from .metrics import accuracy, log_loss
 from .model import NORMALIZE, build_model
 
@@ -35,6 +35,16 @@ class FitResult:
     val_acc: float
     seconds: float  # wall time of the whole fit
     images_per_s: float  # training images per second over all epochs (augmentation included)
+
+
+def batches(train: tuple[np.ndarray, np.ndarray], config: TrainConfig, device: torch.device) -> Any:
+    """One epoch's augmented batches each time it is iterated: on the device itself (data_on_device "yes", or "auto"
+    on CUDA), else from the CPU worker (albumentations)."""
+    if config.data_on_device == "yes" or (config.data_on_device == "auto" and device.type == "cuda"):
+        from .device_augment import DeviceBatches
+
+        return DeviceBatches(*train, config, device)
+    return make_loader(*train, config, pin_memory=device.type == "cuda")
 
 
 def init_model(config: TrainConfig) -> nn.Module:
@@ -60,19 +70,21 @@ class EarlyStopping:
         return self.stale >= self.patience
 
 
-def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler | None, *, device: torch.device, bf16: bool,
-                    label_smoothing: float) -> tuple[float, int]:
-    """One pass over the loader's batches: (mean training loss, images seen)."""
+def train_one_epoch(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None, *, device: torch.device,
+                    dtype: torch.dtype | None, scaler: torch.amp.GradScaler, label_smoothing: float) -> tuple[float, int]:
+    """One pass over the loader's uint8 batches: (mean training loss, images seen). dtype: the autocast precision
+    (None: fp32); the scaler scales the loss where that is float16 and passes it through otherwise."""
     model.train()
     seen, total_loss = 0, 0.0
     for images, labels in loader:
         x, y = to_input(images, NORMALIZE, device), labels.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         if scheduler is not None:
             scheduler.step()
         seen += len(y)
@@ -93,12 +105,13 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     """Train `model` in place on uint8 images; restore the weights with the lowest validation loss."""
     torch.manual_seed(config.seed)
     model.to(device).to(memory_format=torch.channels_last)
-    loader = make_loader(*train, config, pin_memory=device.type == "cuda")
+    loader = batches(train, config, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
     scheduler = None
     if config.schedule == "onecycle":
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.epochs * len(loader))
-    bf16 = config.bf16 and bf16_helps(device)
+    dtype = autocast_dtype(device, config.bf16)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     # Early stopping watches the loss being trained: with label smoothing the plain log loss rises while
     # accuracy still improves, and watching it kept too-early epochs (docs/training.md).
     stopper = EarlyStopping(model, config.patience)
@@ -108,11 +121,11 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     bar = tqdm(range(1, config.epochs + 1), desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
     for epoch in bar:
         tick = time.perf_counter()
-        train_loss, seen = train_one_epoch(model, loader, optimizer, scheduler, device=device, bf16=bf16,
+        train_loss, seen = train_one_epoch(model, loader, optimizer, scheduler, device=device, dtype=dtype, scaler=scaler,
                                            label_smoothing=config.label_smoothing)
         train_seconds = time.perf_counter() - tick
         images_total, train_total = images_total + seen, train_total + train_seconds
-        _, scores = evaluate(model, *val, device=device, bf16=bf16, smoothing=config.label_smoothing)
+        _, scores = evaluate(model, *val, device=device, bf16=config.bf16, smoothing=config.label_smoothing)
         history.append({"epoch": epoch, "train_loss": train_loss, **scores, "seconds": time.perf_counter() - tick,
                         "images_per_s": seen / train_seconds})
         bar.set_postfix(val_loss=f"{scores['val_loss']:.4f}", val_acc=f"{scores['val_acc']:.4f}", img_s=f"{seen / train_seconds:.0f}")
@@ -121,7 +134,7 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
             break
     bar.close()
     model.load_state_dict(stopper.best_state)
-    probs, scores = evaluate(model, *val, device=device, bf16=bf16, tta=config.tta)  # the OOF predictions
+    probs, scores = evaluate(model, *val, device=device, bf16=config.bf16, tta=config.tta)  # the OOF predictions
     return FitResult(history=history, best_epoch=stopper.best_epoch, val_probs=probs, val_loss=scores["val_loss"],
                      val_acc=scores["val_acc"], seconds=time.perf_counter() - start,
                      images_per_s=images_total / max(train_total, 1e-9))

@@ -14,7 +14,7 @@ from competition.checkpoint import load_checkpoint, save_checkpoint
 from competition.config import TrainConfig
 from competition.ensemble import Ensemble
 from competition.errors import UserError
-from competition.infer import TTA_ROTATIONS, bf16_helps, predict_proba, rotate, to_input
+from competition.infer import TTA_ROTATIONS, autocast_dtype, precision_name, predict_proba, rotate, to_input
 from competition.metrics import log_loss
 from competition.model import ARCHS, NORMALIZE, ReferenceCNN, build_model
 
@@ -69,13 +69,30 @@ def test_bf16_autocast_only_where_the_cpu_computes_bf16(monkeypatch: pytest.Monk
     # emulated bf16 is many times slower than fp32: fp32 there, whatever bf16=True asks
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
     cpu = torch.device("cpu")
-    assert bf16_helps(cpu) is native
+    assert (autocast_dtype(cpu) == torch.bfloat16) is native and autocast_dtype(cpu, allowed=False) is None
     torch.manual_seed(3)
     model = ReferenceCNN().eval()
     images = np.random.default_rng(1).integers(0, 256, (4, 28, 28), dtype=np.uint8)
     fp32 = predict_proba(model, images, NORMALIZE, device=cpu, bf16=False)
     asked = predict_proba(model, images, NORMALIZE, device=cpu, bf16=True)
     assert np.array_equal(asked, fp32) is not native  # bf16 rounding changes the probabilities
+
+
+@pytest.mark.parametrize(("capability", "expected"), [
+    ((9, 0), torch.bfloat16),  # H100 / H200
+    ((8, 0), torch.bfloat16),  # A100
+    ((7, 5), torch.float16),  # T4 (Kaggle Notebooks)
+    ((7, 0), torch.float16),  # V100
+    ((6, 0), torch.float16),  # P100 (Kaggle Notebooks)
+    ((5, 2), None),  # Maxwell: no fast half precision
+])
+def test_precision_by_gpu_generation(monkeypatch: pytest.MonkeyPatch, capability: tuple[int, int],
+                                     expected: torch.dtype | None) -> None:
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert autocast_dtype(torch.device("cuda")) == expected
+    assert autocast_dtype(torch.device("cuda"), allowed=False) is None
+    assert precision_name(expected) == {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast, loss scaling",
+                                        None: "fp32"}[expected]
 
 
 def test_normalisation_matches_the_notebook() -> None:
@@ -301,3 +318,19 @@ def test_an_architecture_flag_takes_that_architectures_recipe() -> None:
     assert resolve(recipe="seed", flags={"arch": "resnet"})[0] == RECIPES["seed"].replace(arch="resnet")
     with pytest.raises(UserError, match="invalid arch='vgg'"):
         resolve(flags={"arch": "vgg"})
+
+
+def test_a_float16_step_scales_the_loss_and_updates_the_weights() -> None:
+    """The fp16 path of older GPUs, run with CPU autocast: the scaler scales the loss and unscales before the step."""
+    from competition.train import train_one_epoch
+
+    torch.manual_seed(10)
+    model = ReferenceCNN()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cpu", enabled=True)
+    batches = [(torch.randint(0, 256, (8, 28, 28), dtype=torch.uint8), torch.arange(8) % 10)]
+    before = model.fc2.weight.detach().clone()
+    loss, seen = train_one_epoch(model, batches, optimizer, None, device=torch.device("cpu"), dtype=torch.float16,
+                                 scaler=scaler, label_smoothing=0.0)
+    assert seen == 8 and np.isfinite(loss) and scaler.get_scale() > 1
+    assert not torch.equal(model.fc2.weight, before)

@@ -1,0 +1,95 @@
+"""The device-side augmentation, run on CPU tensors: the same warps as albumentations for the same parameters,
+the same parameter ranges, determinism, and a tiny cv through the device path."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from conftest import SAMPLE
+
+from competition.config import TrainConfig
+from competition.data import Digits, read_train
+from competition.device_augment import DeviceBatches, affine_matrices, random_params, warp
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def digits() -> np.ndarray:
+    return read_train(SAMPLE).images[:40]
+
+
+def _fixed(n: int, rotate: float, shift: float, scale: float, shear: float) -> dict[str, torch.Tensor]:
+    def full(value: float) -> torch.Tensor:
+        return torch.full((n,), float(value), dtype=torch.float64)
+
+    pixels = int(shift * 28)
+    return {"rotate": full(rotate), "tx": full(pixels), "ty": full(pixels), "sx": full(scale), "sy": full(scale),
+            "shx": full(-shear), "shy": full(-shear)}
+
+
+@pytest.mark.parametrize(("rotate", "shift", "scale", "shear"), [
+    (10, 0, 1, 0), (0, 0.08, 1, 0), (0, 0, 1.1, 0), (0, 0, 1, 5), (-8, -0.05, 0.92, -4), (10, 0.08, 1.1, 5)])
+def test_the_same_parameters_give_albumentations_image(digits: np.ndarray, rotate: float, shift: float, scale: float,
+                                                       shear: float) -> None:
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    import albumentations as A
+    import cv2
+
+    fixed = A.Affine(rotate=(rotate, rotate), translate_percent=(shift, shift), scale=(scale, scale), shear=(shear, shear),
+                     border_mode=cv2.BORDER_CONSTANT, fill=0, p=1.0)
+    expected = np.stack([fixed(image=image)["image"] for image in digits]).astype(int)
+    got = warp(torch.from_numpy(digits), affine_matrices(_fixed(len(digits), rotate, shift, scale, shear))).numpy()
+    assert got.dtype == np.uint8 and got.shape == digits.shape
+    difference = np.abs(got.astype(int) - expected)
+    assert difference.max() <= 2 and difference.mean() < 0.05  # interpolation rounding only
+    assert np.abs(got.astype(int) - digits).mean() > 1  # and the images did change
+
+
+def test_zero_ranges_leave_the_images_as_they_are(digits: np.ndarray) -> None:
+    config = TrainConfig(rotate=0, shift=0, scale=0, shear=0)
+    params = random_params(len(digits), config, torch.Generator().manual_seed(0), CPU)
+    assert np.array_equal(warp(torch.from_numpy(digits), affine_matrices(params)).numpy(), digits)
+
+
+def test_parameters_are_drawn_from_the_configured_ranges() -> None:
+    config = TrainConfig(rotate=10, shift=0.08, scale=0.1, shear=5)
+    params = random_params(20_000, config, torch.Generator().manual_seed(1), CPU)
+    for name, low, high in (("rotate", -10, 10), ("sx", 0.9, 1.1), ("sy", 0.9, 1.1), ("shx", -5, 5), ("shy", -5, 5)):
+        values = params[name]
+        assert low <= values.min() and values.max() <= high, name
+        assert values.min() < low + 0.01 * (high - low) and values.max() > high - 0.01 * (high - low), name  # spans it
+    for name in ("tx", "ty"):
+        assert set(params[name].unique().tolist()) == {-2.0, -1.0, 0.0, 1.0, 2.0}  # int(u * 28), |u| <= 0.08
+
+
+def test_device_batches_cover_each_row_once_per_epoch_and_repeat_under_a_seed(digits: np.ndarray) -> None:
+    labels = np.arange(len(digits)) % 10
+    config = TrainConfig(batch_size=16, seed=3)
+    first = DeviceBatches(digits, labels, config, CPU)
+    epochs = [[(x.clone(), y.clone()) for x, y in first] for _ in range(2)]
+    assert [len(x) for x, _ in epochs[0]] == [16, 16, 8] == [len(y) for _, y in epochs[0]]
+    assert all(x.dtype == torch.uint8 and x.shape[1:] == (28, 28) for x, _ in epochs[0])
+    assert sorted(torch.cat([y for _, y in epochs[0]]).tolist()) == sorted(labels.tolist())
+    assert not torch.equal(epochs[0][0][0], epochs[1][0][0])  # a new shuffle and new warps each epoch
+    second = DeviceBatches(digits, labels, config, CPU)
+    again = [[(x, y) for x, y in second] for _ in range(2)]
+    for one, other in zip(epochs, again):
+        assert all(torch.equal(a, b) and torch.equal(c, d) for (a, c), (b, d) in zip(one, other))
+
+
+def test_a_tiny_cv_through_the_device_path(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from competition.cv import run_cv
+
+    full = read_train(SAMPLE)
+    assert full.labels is not None
+    data = Digits(images=full.images[:300], labels=full.labels[:300], source="first 300")
+    out = Path(str(tmp_path)) / "run"
+    report = run_cv(data=data, out=out, config=TrainConfig(folds=2, epochs=2, batch_size=32, data_on_device="yes"))
+    assert report["rows"] == 300 and 0.0 <= report["oof_accuracy"] <= 1.0 and (out / "oof.csv").exists()
+    assert report["config"]["data_on_device"] == "yes"
