@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -326,3 +327,26 @@ def test_the_same_seed_trains_the_same_weights(tmp_path: Path) -> None:
         states.append(load_checkpoint(tmp_path / name / "fold1.pt").model.state_dict())
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
     assert not torch.equal(states[0]["conv1.weight"], states[2]["conv1.weight"])
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 512 KB tmpfs: room for the data's first files, not for a checkpoint (skipped where mounting is not allowed)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.stdout.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.mark.slow
+def test_cv_on_a_full_disk_is_one_line_and_leaves_no_partial_file(full_disk: Path) -> None:
+    out = full_disk / "run"
+    proc = run_cli("cv", *TINY_CV, "--epochs", "1", "--out", str(out))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {out / 'fold1.pt'}: cannot write the checkpoint")
+    assert [p.name for p in out.iterdir()] == []  # no half-written checkpoint, no temporary file
