@@ -50,7 +50,8 @@ class Ensemble:
         """(models, N, 10) softmax of each member for uint8 images (N, 28, 28), with test-time augmentation where
         the member's config asks for it (as its OOF score was measured). progress: a bar over the members on stderr."""
         views = tta_views(images) if any(m.config.tta for m in self.members) else [images]  # rotated once for all
-        members = tqdm(self.members, desc="predict", unit="model", disable=not progress, dynamic_ncols=True)
+        # disable only when asked: otherwise tqdm's own defaults (TQDM_DISABLE=1, say) decide
+        members = tqdm(self.members, desc="predict", unit="model", dynamic_ncols=True, **({} if progress else {"disable": True}))
         probs = []
         for member in members:
             probs.append(predict_views(member.model, views if member.config.tta else [images], member.normalize,

@@ -18,5 +18,7 @@ def test_walkthrough_notebook_executes(tmp_path: Path) -> None:
     notebook = nbformat.read(repo / "notebooks" / "walkthrough.ipynb", as_version=4)
     NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(repo / "notebooks")}}).execute()
     outputs = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
-    assert "OOF accuracy" in outputs
-    assert (repo / "submissions" / "notebook.csv").exists()
+    images = [o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert "OOF accuracy" in outputs and "walkthrough-" in outputs  # the submission went to a temporary folder
+    assert len(images) == 4  # the digits, learning curves, confusion matrix and worst mistakes
+    assert not (repo / "submissions" / "log.csv").exists() and not (repo / "models").exists()  # nothing in the checkout
