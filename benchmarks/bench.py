@@ -5,8 +5,9 @@ python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part cv|tta
         fold, peak memory (largest process RSS); then `submit` on a 28,000-row test file (Kaggle's size);
   tta   every finished cv run in --work on this train file, with and without test-time augmentation: OOF
         accuracy (each row predicted by the model that never saw it) and inference time on 28,000 rows;
-  step  one training step of the reference CNN (forward, backward, fused Adam) on random data, images/s:
-        fp32 and bf16 autocast, batch 128 and 256; then fp32 batch 128 eager vs torch.compile, 3 pairs;
+  step  one training step (forward, backward, fused Adam) on random data, images/s: the reference CNN in fp32 and
+        bf16 autocast, batch 128 and 256; every architecture at batch 128; then the reference CNN in fp32 at batch
+        128, eager vs torch.compile, 3 pairs;
   demo  the draw-a-digit path: a K-fold run on the bundled sample (train rows 0..9,999), read back from
         sketchpad-like canvases of train rows 40,000..41,999 it never saw, per style, against the same digits
         as plain 28x28 images; server-side latency per drawing; 32 concurrent gradio_client users x 20 drawings
@@ -42,7 +43,7 @@ from competition.config import TrainConfig
 from competition.data import SAMPLE_DIR, read_test, read_train
 from competition.ensemble import Ensemble
 from competition.infer import TTA_ROTATIONS, autocast_dtype, predict_proba
-from competition.model import ReferenceCNN
+from competition.model import ARCHS, build_model
 from competition.recognize import recognize
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -199,13 +200,13 @@ def page_cycles(url: str, *, cycles: int, seed: int = 0) -> dict[str, object]:
     return {"cycles": cycles, "read_right": sum(r["read"] == str(r["drew"]) for r in rows), "rows": rows}
 
 
-def step_rate(*, batch: int, bf16: bool, compiled: bool = False) -> dict[str, object]:
+def step_rate(*, batch: int, bf16: bool, compiled: bool = False, arch: str = "reference") -> dict[str, object]:
     """Training-step images/s of the reference CNN on random data (no augmentation, no loading), after 5 warm-up steps.
 
     compiled: the model under torch.compile (inductor); its compilation falls in the warm-up steps.
     """
     torch.manual_seed(0)
-    model = ReferenceCNN(dropout=TrainConfig().dropout).to(memory_format=torch.channels_last)
+    model = build_model(arch, dropout=TrainConfig().dropout).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     if compiled:
         model = torch.compile(model)  # type: ignore[assignment]
@@ -221,7 +222,7 @@ def step_rate(*, batch: int, bf16: bool, compiled: bool = False) -> dict[str, ob
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return {"batch": batch, "bf16": bf16, "compiled": compiled,
+    return {"arch": arch, "batch": batch, "bf16": bf16, "compiled": compiled,
             "steps": steps, "images_per_s": steps * batch / (time.perf_counter() - start)}
 
 
@@ -246,6 +247,10 @@ def bench_step(data: Path, out: Path, folds: int) -> dict[str, object]:
     for batch in (128, 256):
         for bf16 in (False, True):
             rows.append(step_rate(batch=batch, bf16=bf16))
+            print(rows[-1], flush=True)
+    for arch in sorted(ARCHS):  # each architecture's cost per training image
+        for bf16 in (False, True):
+            rows.append(step_rate(batch=128, bf16=bf16, arch=arch))
             print(rows[-1], flush=True)
     # torch.compile against eager, in alternating pairs: this host's speed drifts by up to 1.5x within minutes
     for _ in range(3):
