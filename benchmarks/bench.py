@@ -1,6 +1,6 @@
 """`make bench DATA=...`: the figures of docs/benchmarks.md, measured as a user runs them (CLI subprocesses, wall clock).
 
-python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part cv|tta|step|demo] [--work bench]
+python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part cv|tta|step|demo|gpu] [--work bench]
   cv    `cv` with the default recipe on the given train file (K folds): OOF accuracy, wall time, images/s per
         fold, peak memory (largest process RSS); then `submit` on a 28,000-row test file (Kaggle's size);
   tta   every finished cv run in --work on this train file, with and without test-time augmentation: OOF
@@ -8,6 +8,8 @@ python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part cv|tta
   step  one training step (forward, backward, fused Adam) on random data, images/s: the reference CNN in fp32 and
         bf16 autocast, batch 128 and 256; every architecture at batch 128; then the reference CNN in fp32 at batch
         128, eager vs torch.compile, 3 pairs;
+  gpu   (a CUDA GPU only) the default `cv` with data and augmentation on the device, seeds 42-44, against the CPU
+        worker path on seed 42; `submit` of 28,000 rows; `tune` trials per hour;
   demo  the draw-a-digit path: a K-fold run on the bundled sample (train rows 0..9,999), read back from
         sketchpad-like canvases of train rows 40,000..41,999 it never saw, per style, against the same digits
         as plain 28x28 images; server-side latency per drawing; 32 concurrent gradio_client users x 20 drawings
@@ -295,22 +297,47 @@ def tta_effect(run: Path, images: np.ndarray, labels: np.ndarray, test: np.ndarr
     return report
 
 
-def bench_cv(data: Path, out: Path, folds: int) -> dict[str, object]:
-    py = [sys.executable, "-m", "competition"]
-    run = out / "default"
-    report: dict[str, object] = {}
-
-    wall, rss = timed(py + ["cv", "--data", str(data), "--out", str(run), "--folds", str(folds), "--force"])
+def cv_run(data: Path, run: Path, folds: int, *flags: str) -> dict[str, object]:
+    """One `cv --force` as a user runs it: wall time, peak memory, OOF, per-fold throughput."""
+    wall, rss = timed([sys.executable, "-m", "competition", "cv", "--data", str(data), "--out", str(run), "--folds",
+                       str(folds), "--force", *flags])
     cv = json.loads((run / "cv_report.json").read_text())
-    report["cv_default"] = {"wall_seconds": wall, "peak_rss_gb": rss, "oof_accuracy": cv["oof_accuracy"],
-                            "fold_acc_mean": cv["fold_acc_mean"], "fold_acc_std": cv["fold_acc_std"],
-                            "folds": [{k: f[k] for k in ("fold", "val_acc", "epochs", "seconds", "images_per_s")} for f in cv["folds"]]}
+    return {"flags": list(flags), "wall_seconds": wall, "peak_rss_gb": rss, "oof_accuracy": cv["oof_accuracy"],
+            "fold_acc_mean": cv["fold_acc_mean"], "fold_acc_std": cv["fold_acc_std"],
+            "folds": [{k: f[k] for k in ("fold", "val_acc", "epochs", "seconds", "images_per_s")} for f in cv["folds"]]}
+
+
+def submit_28k(data: Path, run: Path, out: Path, folds: int) -> dict[str, object]:
+    """`submit` of a Kaggle-sized (28,000-row) test file with the run's models: wall time and peak memory."""
     big = out / "test28k.csv"
-    frame = pd.DataFrame(kaggle_sized_test(data).reshape(28_000, -1), columns=[f"pixel{i}" for i in range(784)])
-    frame.to_csv(big, index=False)
-    wall, rss = timed(py + ["submit", "--models", str(run), "--data", str(big), "--out", str(out / "submission.csv")])
-    report["submit_28k"] = {"wall_seconds": wall, "peak_rss_gb": rss, "models": folds}
-    return report
+    if not big.exists():
+        frame = pd.DataFrame(kaggle_sized_test(data).reshape(28_000, -1), columns=[f"pixel{i}" for i in range(784)])
+        frame.to_csv(big, index=False)
+    wall, rss = timed([sys.executable, "-m", "competition", "submit", "--models", str(run), "--data", str(big),
+                       "--out", str(out / "submission.csv")])
+    return {"wall_seconds": wall, "peak_rss_gb": rss, "models": folds}
+
+
+def bench_cv(data: Path, out: Path, folds: int) -> dict[str, object]:
+    return {"cv_default": cv_run(data, out / "default", folds), "submit_28k": submit_28k(data, out / "default", out, folds)}
+
+
+def bench_gpu(data: Path, out: Path, folds: int) -> dict[str, object]:
+    """On a CUDA GPU: the default `cv` with data and augmentation on the device, seeds 42-44, against the CPU
+    worker path on seed 42 (paired); `submit` of 28,000 rows; `tune` trials in two minutes."""
+    import torch
+
+    if not torch.cuda.is_available():
+        sys.exit("bench: --part gpu needs a CUDA GPU")
+    device_runs = [cv_run(data, out / f"gpu-s{seed}", folds, "--seed", str(seed)) for seed in (42, 43, 44)]
+    worker_run = cv_run(data, out / "gpu-worker-s42", folds, "--seed", "42", "--data-on-device", "no")
+    start = time.perf_counter()
+    timed([sys.executable, "-m", "competition", "tune", "--data", str(data), "--trials", "1000", "--timeout", "120",
+           "--out", str(out / "gpu-tune")])
+    trials = json.loads((out / "gpu-tune" / "report.json").read_text())["trials_finished"]
+    return {"gpu": torch.cuda.get_device_name(), "cv_device_path": device_runs, "cv_worker_path_seed42": worker_run,
+            "submit_28k": submit_28k(data, out / "gpu-s42", out, folds),
+            "tune_trials_per_hour": trials * 3600 / (time.perf_counter() - start)}
 
 
 def main() -> None:
@@ -318,14 +345,15 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="folder with the full train and test files")
     parser.add_argument("--work", type=Path, default=Path("bench"), help="runs and scratch files (default bench/)")
     parser.add_argument("--folds", type=int, default=5, help="K of the cv runs (default 5)")
-    parser.add_argument("--part", choices=["all", "cv", "tta", "step", "demo"], default="all", help="what to measure")
+    parser.add_argument("--part", choices=["all", "cv", "tta", "step", "demo", "gpu"], default="all",
+                        help="what to measure (all: every part but gpu)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    parts = (("cv", bench_cv), ("tta", bench_tta), ("step", bench_step), ("demo", bench_demo))
+    parts = (("cv", bench_cv), ("tta", bench_tta), ("step", bench_step), ("demo", bench_demo), ("gpu", bench_gpu))
     info = host()
     for part, bench in parts:
-        if args.part in ("all", part):
+        if args.part == part or (args.part == "all" and part != "gpu"):
             text = json.dumps({"host": info, "command": " ".join(sys.argv), **bench(args.data, args.work, args.folds)}, indent=2)
             (RESULTS / result_name(part, info)).write_text(text)
             print(text)
