@@ -24,7 +24,8 @@ log = logging.getLogger("competition")
 
 # cv flags that map one-to-one onto TrainConfig fields (flag --batch-size -> field batch_size)
 CONFIG_FLAGS = {"folds": int, "epochs": int, "patience": int, "lr": float, "dropout": float, "batch_size": int,
-                "seed": int, "split_seed": int, "weight_decay": float, "label_smoothing": float, "workers": int}
+                "seed": int, "split_seed": int, "weight_decay": float, "label_smoothing": float, "workers": int,
+                "pseudo_label": str, "pseudo_threshold": float}
 
 
 def _data_path(value: Path | None) -> Path:
@@ -70,7 +71,15 @@ def cmd_cv(args: argparse.Namespace) -> int:
     for note in notes:
         log.info(f"cv: {note}")
     data = _read_limited(path, args.limit)
-    run_cv(data=data, out=args.out, config=config, force=args.force, only=args.fold)
+    pseudo = None
+    if config.pseudo_label:
+        from .cv import data_digest
+        from .data import read_test
+        from .pseudo import pseudo_labels
+
+        pseudo = pseudo_labels(source=Path(config.pseudo_label), train=data, test=read_test(path),
+                               threshold=config.pseudo_threshold, digest=data_digest(data))
+    run_cv(data=data, out=args.out, config=config, force=args.force, only=args.fold, pseudo=pseudo)
     return 0
 
 
@@ -221,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     helps = field_help()
     for name, kind in CONFIG_FLAGS.items():
         default = TrainConfig.__dataclass_fields__[name].default
-        cv.add_argument(f"--{name.replace('_', '-')}", type=_non_negative(kind), help=f"{helps[name]} (default {default})")
+        cv.add_argument(f"--{name.replace('_', '-')}", type=str if kind is str else _non_negative(kind),
+                        help=f"{helps[name]} (default {default!r})")
     cv.add_argument("--no-bf16", action="store_true", help="train in float32 even where the hardware computes bf16 (slower there)")
     cv.add_argument("--tta", action="store_true", help=helps["tta"])
     cv.add_argument("--data-on-device", choices=["auto", "yes", "no"],

@@ -40,6 +40,8 @@ class TrainConfig:
     shift: float = 0.08  # augmentation: fraction of the image side, uniform in [-shift, shift] per axis
     scale: float = 0.1  # augmentation: relative zoom, uniform in [1 - scale, 1 + scale]
     shear: float = 5.0  # augmentation: degrees, uniform in [-shear, shear]
+    pseudo_label: str = ""  # a run or blend whose confident test predictions join every fold's training part ("": none)
+    pseudo_threshold: float = 0.99  # the least probability a pseudo-label needs
     tta: bool = False  # predict from 3 views (as is, rotated +-6 deg): OOF, submit, evaluate, predict and demo
     bf16: bool = True  # reduced precision where the hardware computes it: bf16 (AVX512-BF16/AMX CPUs, GPUs), fp16 on older GPUs
     workers: int = 1  # augmentation processes beside the training loop (0 = in the loop)
@@ -77,6 +79,7 @@ class TrainConfig:
             "workers": self.workers >= 0,
             "schedule": self.schedule in ("onecycle", "constant"),
             "data_on_device": self.data_on_device in ("auto", "yes", "no"),
+            "pseudo_threshold": 0 < self.pseudo_threshold <= 1,
         }
         for name, ok in checks.items():
             if not ok:

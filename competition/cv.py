@@ -20,6 +20,7 @@ from .errors import UserError
 from .infer import autocast_dtype, pick_device, precision_name
 from .io import atomic_write
 from .metrics import accuracy, log_loss
+from .pseudo import PseudoLabels
 from .train import fit, init_model
 
 log = logging.getLogger(__name__)
@@ -32,21 +33,26 @@ def data_digest(data: Digits) -> str:
     return digest.hexdigest()[:16]
 
 
-def fingerprint(data: Digits, config: TrainConfig) -> str:
-    """Identifies data + settings, so a re-run only reuses folds trained on exactly these."""
+def fingerprint(data: Digits, config: TrainConfig, pseudo: PseudoLabels | None = None) -> str:
+    """Identifies data + settings (+ pseudo-labels), so a re-run only reuses folds trained on exactly these."""
     digest = hashlib.sha1(data_digest(data).encode())
     digest.update(json.dumps(config.hyperparameters(), sort_keys=True).encode())
+    digest.update(pseudo.digest().encode() if pseudo is not None else b"")
     return digest.hexdigest()[:16]
 
 
-def run_cv(*, data: Digits, out: Path, config: TrainConfig, force: bool = False, only: int | None = None) -> dict[str, Any]:
-    """Train config.folds models (or just fold `only`); skip folds already in `out` for the same data and settings."""
+def run_cv(*, data: Digits, out: Path, config: TrainConfig, force: bool = False, only: int | None = None,
+           pseudo: PseudoLabels | None = None) -> dict[str, Any]:
+    """Train config.folds models (or just fold `only`); skip folds already in `out` for the same data and settings.
+
+    pseudo: extra labelled rows (test rows a finished run labelled confidently) for every fold's training part."""
     assert data.labels is not None, "run_cv needs labelled data"
     config.validate()
     splits = fold_indices(data.labels, folds=config.folds, seed=config.fold_seed)
     if only is not None and not 1 <= only <= config.folds:
         raise UserError(f"--fold {only} is not in 1..{config.folds}")
-    signature = fingerprint(data, config)
+    signature = fingerprint(data, config, pseudo)
+    extra_images, extra_labels = (pseudo.images, pseudo.labels) if pseudo is not None else (data.images[:0], data.labels[:0])
     device = pick_device()
     on_device = config.data_on_device == "yes" or (config.data_on_device == "auto" and device.type == "cuda")
     precision = (precision_name(autocast_dtype(device, config.bf16)) + (", TTA 3 views" if config.tta else "")
@@ -67,12 +73,13 @@ def run_cv(*, data: Digits, out: Path, config: TrainConfig, force: bool = False,
             continue
         fold_config = config.replace(seed=config.seed + fold)
         model = init_model(fold_config)
-        result = fit(model, (data.images[train_idx], data.labels[train_idx]), (data.images[val_idx], data.labels[val_idx]),
-                     fold_config, device=device, desc=f"fold {fold}/{config.folds}")
+        train = (np.concatenate([data.images[train_idx], extra_images]), np.concatenate([data.labels[train_idx], extra_labels]))
+        result = fit(model, train, (data.images[val_idx], data.labels[val_idx]), fold_config, device=device,
+                     desc=f"fold {fold}/{config.folds}")
         metrics = {"val_acc": result.val_acc, "val_loss": result.val_loss, "best_epoch": result.best_epoch,
                    "epochs": len(result.history), "seconds": result.seconds, "images_per_s": result.images_per_s}
         save_checkpoint(path, model, config, fold=fold, metrics=metrics, extra={
-            "signature": signature, "data": data.source, "history": result.history,
+            "signature": signature, "data": data.source, "history": result.history, "train_rows": len(train[1]),
             "oof_index": val_idx.tolist(), "oof_probs": result.val_probs.tolist()})
         log.info(f"fold {fold}: val acc {result.val_acc:.4f}, loss {result.val_loss:.4f}, "
             f"best epoch {result.best_epoch}/{len(result.history)}, {result.seconds:.0f} s, "

@@ -111,3 +111,35 @@ def test_the_runs_table_lists_runs_and_blends_best_first(runs: dict[str, Path], 
     assert kinds["bn"] == ("run", "bncnn") and kinds["both"][0] == "blend"
     assert main(["runs", "--models", str(root)]) == 0
     assert "oof_accuracy" in capsys.readouterr().out
+
+
+def _first_rows(n: int) -> Digits:
+    full = read_train(SAMPLE)
+    assert full.labels is not None
+    return Digits(images=full.images[:n], labels=full.labels[:n], source=f"{full.source}[:{n}]")
+
+
+def test_pseudo_labels_join_every_training_part_and_never_a_validation_part(runs: dict[str, Path], tmp_path: Path) -> None:
+    from competition.checkpoint import load_checkpoint
+    from competition.cv import data_digest
+    from competition.data import fold_indices, read_test
+    from competition.pseudo import pseudo_labels
+
+    data, test = _first_rows(400), read_test(SAMPLE)
+    assert data.labels is not None
+    pseudo = pseudo_labels(source=runs["ref"], train=data, test=test, threshold=0.2, digest=data_digest(data))
+    assert 0 < len(pseudo.labels) <= len(test) and pseudo.images.shape[1:] == (28, 28)
+    config = RECIPES["default"].replace(folds=2, epochs=1, batch_size=32, workers=0, pseudo_label=str(runs["ref"]),
+                                        pseudo_threshold=0.2)
+    run_cv(data=data, out=tmp_path / "pl", config=config, pseudo=pseudo)
+    splits = fold_indices(data.labels, folds=2, seed=config.fold_seed)
+    validated = []
+    for fold, (train_idx, val_idx) in enumerate(splits, start=1):
+        checkpoint = load_checkpoint(tmp_path / "pl" / f"fold{fold}.pt")
+        assert checkpoint.extra["oof_index"] == val_idx.tolist()  # validation: the fold's own rows, nothing else
+        assert checkpoint.extra["train_rows"] == len(train_idx) + len(pseudo.labels)
+        validated += checkpoint.extra["oof_index"]
+    assert sorted(validated) == list(range(400))
+    with pytest.raises(UserError, match=r"was trained on .*\[:400\].*, not on .*\[:300\]"):
+        other = _first_rows(300)
+        pseudo_labels(source=runs["ref"], train=other, test=test, threshold=0.5, digest=data_digest(other))
