@@ -307,8 +307,9 @@ def test_make_submit_trains_first_then_writes_the_submission(tmp_path: Path) -> 
                           cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (repo / "models/sample/cv_report.json").exists()  # the sample's run: not models/default (below)
-    sub = pd.read_csv(repo / "submissions/submission.csv")
+    sub = pd.read_csv(repo / "submissions/submission-2000-rows.csv")  # the sample's: named so it is not uploaded
     assert len(sub) == 2000 and sub["ImageId"].iloc[-1] == 2000
+    assert not (repo / "submissions/submission.csv").exists()
 
 
 def test_the_same_seed_trains_the_same_weights(tmp_path: Path) -> None:
