@@ -133,7 +133,7 @@ def test_tta_makes_the_oof_predictions_and_is_a_cv_flag() -> None:
 def test_every_cv_flag_reaches_the_config_and_the_seed_recipe_is_the_notebooks() -> None:
     from competition.cli import CONFIG_FLAGS
 
-    values = {int: "3", float: "0.25"}
+    values = {int: "3", float: "0.25", str: "models/some-run"}
     for name, kind in CONFIG_FLAGS.items():
         assert getattr(cli_config(f"--{name.replace('_', '-')}", values[kind]), name) == kind(values[kind]), name
     assert cli_config("--no-bf16").bf16 is False and cli_config().bf16 is True
