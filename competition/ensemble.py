@@ -28,11 +28,13 @@ class Ensemble:
 
         models = Path(models)
         if (models / BLEND_FILE).is_file():
-            runs = read_blend(models)
-            paths = [(p, weight) for run, weight in runs for p in find_checkpoints(run)]
-            counts = {run: len(find_checkpoints(run)) for run, _ in runs}
-            weights = np.array([weight / counts[p.parent] for p, weight in paths])
-            members = [load_checkpoint(p) for p, _ in paths]
+            paths: list[Path] = []
+            shares: list[float] = []
+            for run, weight in read_blend(models):  # each run's folds share its weight
+                folds = find_checkpoints(run)
+                paths += folds
+                shares += [weight / len(folds)] * len(folds)
+            members, weights = [load_checkpoint(p) for p in paths], np.array(shares)
         else:
             members, weights = [load_checkpoint(p) for p in find_checkpoints(models)], None
         device = pick_device()

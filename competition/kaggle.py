@@ -48,8 +48,8 @@ def _digest(path: Path) -> str:
     return hashlib.sha1(path.read_bytes()).hexdigest()
 
 
-def logged_row(file: Path) -> int | None:
-    """The row of submissions/log.csv (beside `file`) whose timestamped copy has the same content as `file`."""
+def logged_row(file: Path) -> tuple[pd.DataFrame, int] | None:
+    """(submissions/log.csv beside `file`, the row whose timestamped copy has the same content as `file`)."""
     log_path = file.parent / "log.csv"
     if not log_path.is_file():
         return None
@@ -58,31 +58,31 @@ def logged_row(file: Path) -> int | None:
     for index in reversed(range(len(table))):
         copy = file.parent / table.loc[index, "file"]
         if copy.is_file() and _digest(copy) == target:
-            return index
+            return table, index
     return None
 
 
 def default_message(file: Path) -> str:
     """The run and CV score of `file`, from the submissions log."""
-    row = logged_row(file)
-    if row is None:
+    found = logged_row(file)
+    if found is None:
         return f"{file.name} (not in the submissions log)"
-    entry = pd.read_csv(file.parent / "log.csv", dtype=str, keep_default_na=False).loc[row]
+    table, row = found
+    entry = table.loc[row]
     commit = f", commit {entry['commit']}" if entry.get("commit") else ""
     return f"{entry['run']}: CV {entry['cv_score']}{commit}"
 
 
 def record_score(file: Path, score: str) -> bool:
     """Write the public score into the log row of `file`; False when the file is not in the log."""
-    row = logged_row(file)
-    if row is None:
+    found = logged_row(file)
+    if found is None:
         return False
-    log_path = file.parent / "log.csv"
-    table = pd.read_csv(log_path, dtype=str, keep_default_na=False)
+    table, row = found
     if "public_score" not in table:
         table["public_score"] = ""
     table.loc[row, "public_score"] = score
-    atomic_write(log_path, lambda h: table.to_csv(h, index=False), mode="w")
+    atomic_write(file.parent / "log.csv", lambda h: table.to_csv(h, index=False), mode="w")
     return True
 
 
