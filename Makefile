@@ -1,6 +1,6 @@
 # Entry points. Variables: DATA (train/test folder, zip or file; default data/, else the bundled sample),
 # RUN (models/$(RUN)), FOLDS, EPOCHS, RECIPE (default|seed), PARAMS (a `tune` result for cv), TRIALS and JOBS
-# (for `make tune`), SRC (for `make data`), ARGS (extra CLI flags). docs/cli.md lists them all.
+# (for `make tune`), PLAN (a plan file for `make best`), SRC (for `make data`), ARGS (extra CLI flags). docs/cli.md lists them all.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -15,7 +15,7 @@ train_flags = $(data_flag) $(if $(FOLDS),--folds $(FOLDS)) $(if $(EPOCHS),--epoc
               $(if $(RECIPE),--recipe $(RECIPE)) $(if $(ARCH),--arch $(ARCH)) $(if $(PARAMS),--params $(PARAMS))
 cv_flags    = $(train_flags) --out models/$(RUN)
 
-.PHONY: help install cv blend runs submit kaggle-submit tune demo data test test-fast bench clean distclean
+.PHONY: help install cv best blend runs submit kaggle-submit tune demo data test test-fast bench clean distclean
 .DEFAULT_GOAL := help
 
 # `make` alone explains rather than starting a 6.5 GB install
@@ -26,12 +26,13 @@ help:
 	@echo 'make data     fill data/ from SRC=path (a Kaggle zip, a folder, a csv pair) or the Kaggle API'
 	@echo 'make kaggle-submit  upload submissions/submission.csv (FILE=, MESSAGE=) and record its public score'
 	@echo 'make cv       5-fold cross-validation -> models/$(RUN)/ (ARCH=, SEEDS="1 2 3" for a blend of seeds)'
+	@echo 'make best     train the runs of competition/best.json (PLAN=), blend them, write the submission'
 	@echo 'make blend    RUNS="models/a models/b" NAME=ab -> models/blends/ab'
 	@echo 'make runs     the finished runs and blends, best first'
 	@echo 'make tune     Optuna search (TRIALS=, JOBS=) -> models/tune/best_params.json (then make cv PARAMS=...)'
 	@echo 'make demo     the draw-a-digit page on http://127.0.0.1:7860'
 	@echo 'make bench    DATA=folder: the figures of docs/benchmarks.md -> benchmarks/results/'
-	@echo 'variables: DATA= RUN= FOLDS= EPOCHS= RECIPE= ARCH= PARAMS= SEEDS= ARGS="more CLI flags"; docs/cli.md has the rest'
+	@echo 'variables: DATA= RUN= FOLDS= EPOCHS= RECIPE= ARCH= PARAMS= SEEDS= PLAN= ARGS="more CLI flags"; docs/cli.md has the rest'
 
 # A virtual environment made on first use; re-made when pyproject.toml changes. On Linux pip takes PyTorch's
 # CUDA build, ~6.5 GB in the venv: a first install checks the space first rather than letting pip fill the disk.
@@ -59,6 +60,10 @@ ifdef SEEDS
 else
 	$(PY) -m competition cv $(cv_flags) $(ARGS)
 endif
+
+# the plan's runs and their blend -> models/$(RUN)-best/ (sample or full data apart, as for cv), then the submission
+best: $(VENV)/.installed
+	$(PY) -m competition best $(data_flag) $(if $(PLAN),--plan $(PLAN)) --out models/$(RUN)-best $(if $(OUT),--submission $(OUT)) $(ARGS)
 
 # RUNS="models/a models/b" NAME=ab: a blend of finished runs -> models/blends/$(NAME)
 blend: $(VENV)/.installed

@@ -8,6 +8,9 @@ python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part cv|tta
   step  one training step (forward, backward, fused Adam) on random data, images/s: the reference CNN in fp32 and
         bf16 autocast, batch 128 and 256; every architecture at batch 128; then the reference CNN in fp32 at batch
         128, eager vs torch.compile, 3 pairs;
+  arch  fold 1 of K of every architecture's own recipe (seed 42, split 42) on the given train file: each one's
+        validation errors and log loss, those of every equal-weight blend of them, and each one's and the blend of
+        all's accuracy on sketchpad-like canvases of 1,000 of the fold's validation rows (the demo's path);
   gpu   (a CUDA GPU only) the default `cv` with data and augmentation on the device, seeds 42-44, against the CPU
         worker path on seed 42; `submit` of 28,000 rows; `tune` trials per hour;
   demo  the draw-a-digit path: a K-fold run on the bundled sample (train rows 0..9,999), read back from
@@ -244,6 +247,46 @@ def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
+def bench_arch(data: Path, out: Path, folds: int, fold: int = 1, canvas_rows: int = 1000) -> dict[str, object]:
+    from itertools import combinations
+
+    from competition.checkpoint import load_checkpoint
+    from competition.metrics import log_loss
+
+    trained, ensembles = {}, {}
+    for arch in ARCHS:
+        run = out / "arch" / arch
+        if not (run / f"fold{fold}.pt").exists():
+            timed([sys.executable, "-m", "competition", "cv", "--data", str(data), "--arch", arch, "--seed", "42",
+                   "--split-seed", "42", "--folds", str(folds), "--fold", str(fold), "--out", str(run)])
+        trained[arch] = load_checkpoint(run / f"fold{fold}.pt")
+        ensembles[arch] = Ensemble.load(run / f"fold{fold}.pt")
+    full = read_train(data)
+    assert full.labels is not None
+    val = np.asarray(trained["reference"].extra["oof_index"])
+    assert all(np.array_equal(np.asarray(ck.extra["oof_index"]), val) for ck in trained.values()), "one split for all"
+    labels = full.labels[val]
+    probs = {arch: np.asarray(ck.extra["oof_probs"], dtype=np.float32) for arch, ck in trained.items()}
+    blends = {}
+    for size in range(1, len(ARCHS) + 1):
+        for names in combinations(ARCHS, size):
+            mean = np.mean([probs[name] for name in names], axis=0)
+            blends[" + ".join(names)] = {"errors": int((mean.argmax(1) != labels).sum()), "log_loss": log_loss(mean, labels)}
+    ensembles["all"] = Ensemble(members=[m for arch in ARCHS for m in ensembles[arch].members], source=out / "arch")
+    rng = np.random.default_rng(0)
+    right: dict[str, list[bool]] = {name: [] for name in ensembles}
+    for i, row in enumerate(val[:canvas_rows]):
+        canvas = random_canvas(full.images[row], rng, style=STYLES[i % len(STYLES)])
+        value = canvas if canvas.shape[2] == 3 else {"background": None, "layers": [canvas], "composite": None}
+        for name, ensemble in ensembles.items():
+            reading = recognize(value, ensemble)
+            right[name].append(reading.main is not None and reading.main.label == full.labels[row])
+    return {"fold": fold, "validation_rows": len(val), "canvas_rows": min(canvas_rows, len(val)),
+            "archs": {arch: {"recipe": ck.config.to_dict(), **ck.metrics} for arch, ck in trained.items()},
+            "blends_equal_weights": blends,
+            "canvas_accuracy": {name: float(np.mean(hits)) for name, hits in right.items()}}
+
+
 def bench_step(data: Path, out: Path, folds: int) -> dict[str, object]:
     rows: list[dict[str, object]] = []
     for batch in (128, 256):
@@ -345,15 +388,16 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="folder with the full train and test files")
     parser.add_argument("--work", type=Path, default=Path("bench"), help="runs and scratch files (default bench/)")
     parser.add_argument("--folds", type=int, default=5, help="K of the cv runs (default 5)")
-    parser.add_argument("--part", choices=["all", "cv", "tta", "step", "demo", "gpu"], default="all",
-                        help="what to measure (all: every part but gpu)")
+    parser.add_argument("--part", choices=["all", "cv", "tta", "step", "demo", "arch", "gpu"], default="all",
+                        help="what to measure (all: every part but arch and gpu)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    parts = (("cv", bench_cv), ("tta", bench_tta), ("step", bench_step), ("demo", bench_demo), ("gpu", bench_gpu))
+    parts = (("cv", bench_cv), ("tta", bench_tta), ("step", bench_step), ("demo", bench_demo), ("arch", bench_arch),
+             ("gpu", bench_gpu))
     info = host()
     for part, bench in parts:
-        if args.part == part or (args.part == "all" and part != "gpu"):
+        if args.part == part or (args.part == "all" and part not in ("arch", "gpu")):
             text = json.dumps({"host": info, "command": " ".join(sys.argv), **bench(args.data, args.work, args.folds)}, indent=2)
             (RESULTS / result_name(part, info)).write_text(text)
             print(text)

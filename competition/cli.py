@@ -170,6 +170,14 @@ def cmd_blend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_best(args: argparse.Namespace) -> int:
+    from .best import PLAN, read_plan, run_best
+
+    plan = read_plan(args.plan or PLAN)
+    run_best(data=_data_path(args.data), plan=plan, out=args.out, submission=args.submission, force=args.force)
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from .runs import list_runs, runs_table
 
@@ -290,6 +298,15 @@ def build_parser() -> argparse.ArgumentParser:
     blend.add_argument("--out", type=Path, required=True, help="the blend's folder, e.g. models/blends/NAME")
     blend.add_argument("--max-picks", type=int, default=50, help="most selection rounds (default 50)")
     blend.set_defaults(run=cmd_blend)
+
+    best = sub.add_parser("best", help="train a plan's runs on one fold split, blend them, write the submission")
+    best.add_argument("--data", type=Path, help="a folder (or zip) with the train and test files (default: data/, else the sample)")
+    best.add_argument("--plan", type=Path, metavar="FILE", help="a plan (JSON) of runs (default: the shipped competition/best.json)")
+    best.add_argument("--out", type=Path, default=Path("models/best"),
+                      help="folder for the runs (OUT/NAME) and their blend (OUT/blend) (default models/best)")
+    best.add_argument("--submission", type=Path, metavar="FILE", help="the file to write (default: as submit chooses it)")
+    best.add_argument("--force", action="store_true", help="retrain runs already in --out with other data or settings")
+    best.set_defaults(run=cmd_best)
 
     runs = sub.add_parser("runs", help="the finished runs and blends, best out-of-fold accuracy first")
     runs.add_argument("--models", type=Path, default=Path("models"), help="where the runs are (default models/)")

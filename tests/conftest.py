@@ -52,6 +52,18 @@ def good_rows() -> list[list[int]]:
     return [[d] + rng.integers(0, 256, 784).tolist() for d in range(10)]
 
 
+@pytest.fixture(scope="session")
+def sample_head(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder with the sample's first 300 train and 40 test rows: quick to predict, real digits."""
+    import pandas as pd
+
+    folder = tmp_path_factory.mktemp("sample-head")
+    for name, rows in (("train", 300), ("test", 40)):
+        with gzip.open(SAMPLE / f"{name}.csv.gz", "rt") as handle:
+            pd.read_csv(handle, nrows=rows).to_csv(folder / f"{name}.csv", index=False)
+    return folder
+
+
 # 2 folds x 4 epochs on 1,000 sample rows with the notebook's recipe (Adam at a constant 0.001), 64 steps per fold:
 # enough to learn well clear of chance, and stable from run to run. The default recipe's learning rate is a
 # one-cycle peak meant for full runs; at this size it is far less stable (docs/training.md).

@@ -50,7 +50,7 @@ def test_greedy_selection_never_has_more_errors_than_its_best_member() -> None:
         assert counts.sum() >= 1 and (blend.argmax(1) != labels).sum() <= min(errors)
 
 
-def test_a_blend_of_two_architectures_is_accepted_everywhere_a_run_is(runs: dict[str, Path], tmp_path: Path,
+def test_a_blend_of_two_architectures_is_accepted_everywhere_a_run_is(runs: dict[str, Path], tmp_path: Path, sample_head: Path,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "blends" / "ref-bn"
     assert main(["blend", str(runs["ref"]), str(runs["bn"]), "--out", str(out)]) == 0
@@ -69,9 +69,9 @@ def test_a_blend_of_two_architectures_is_accepted_everywhere_a_run_is(runs: dict
     assert ensemble.weights is not None and ensemble.weights.tolist() == pytest.approx([0.35, 0.35, 0.15, 0.15])
     assert ensemble.cv_score() == report["oof_accuracy"]
     capsys.readouterr()
-    assert main(["submit", "--models", str(out), "--data", str(SAMPLE), "--out", str(tmp_path / "sub.csv")]) == 0
-    assert len(pd.read_csv(tmp_path / "sub.csv")) == 2000
-    assert main(["evaluate", "--models", str(out), "--data", str(SAMPLE), "--json"]) == 0
+    assert main(["submit", "--models", str(out), "--data", str(sample_head), "--out", str(tmp_path / "sub.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "sub.csv")) == 40
+    assert main(["evaluate", "--models", str(out), "--data", str(sample_head), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["models"] == 4
     drawing = tmp_path / "digit.png"
     from canvas import render
@@ -119,13 +119,14 @@ def _first_rows(n: int) -> Digits:
     return Digits(images=full.images[:n], labels=full.labels[:n], source=f"{full.source}[:{n}]")
 
 
-def test_pseudo_labels_join_every_training_part_and_never_a_validation_part(runs: dict[str, Path], tmp_path: Path) -> None:
+def test_pseudo_labels_join_every_training_part_and_never_a_validation_part(runs: dict[str, Path], tmp_path: Path,
+                                                                            sample_head: Path) -> None:
     from competition.checkpoint import load_checkpoint
     from competition.cv import data_digest
     from competition.data import fold_indices, read_test
     from competition.pseudo import pseudo_labels
 
-    data, test = _first_rows(400), read_test(SAMPLE)
+    data, test = _first_rows(400), read_test(sample_head)
     assert data.labels is not None
     pseudo = pseudo_labels(source=runs["ref"], train=data, test=test, threshold=0.2, digest=data_digest(data))
     assert 0 < len(pseudo.labels) <= len(test) and pseudo.images.shape[1:] == (28, 28)

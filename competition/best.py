@@ -1,0 +1,103 @@
+"""`best`: the strongest result in one command: train a plan's runs on one fold split, blend them, submit.
+
+A plan is data, a JSON file: the fold split its runs share, and the runs, each a recipe (config.RECIPES) plus the
+hyperparameters it changes. best.json (beside this module) is `make best`'s; `best --plan FILE` takes another
+of the same shape (docs/training.md, "make best").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .config import RUN_SETTINGS, TrainConfig, resolve
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+PLAN = Path(__file__).with_suffix(".json")  # the shipped plan, beside this module
+BLEND = "blend"  # the blend's folder in the plan's output folder
+# what a plan's run may set: the hyperparameters, less those the plan owns (the split) or that need a run first
+RUN_FIELDS = {f.name for f in fields(TrainConfig)} - set(RUN_SETTINGS) - {"split_seed", "pseudo_label", "pseudo_threshold"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    path: Path
+    runs: dict[str, TrainConfig]  # run folder name -> its configuration, in training order
+
+
+def read_plan(path: Path = PLAN) -> Plan:
+    """The plan in `path`; a one-line UserError naming the file, the run and what is wrong."""
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise UserError(f"{path}: no such plan file") from exc
+    except ValueError as exc:
+        raise UserError(f"{path}: not JSON ({exc})") from exc
+    if not isinstance(raw, dict) or not isinstance(raw.get("runs"), list) or not raw["runs"]:
+        raise UserError(f"{path}: a plan is an object whose 'runs' is a non-empty list")
+    unknown = sorted(set(raw) - {"about", "split_seed", "runs"})
+    if unknown:
+        raise UserError(f"{path}: unknown keys {unknown}; a plan has 'about', 'split_seed' and 'runs'")
+    split_seed = raw.get("split_seed", 42)
+    if not isinstance(split_seed, int) or isinstance(split_seed, bool) or split_seed < 0:
+        raise UserError(f"{path}: split_seed should be an integer >= 0, not {split_seed!r}")
+    runs: dict[str, TrainConfig] = {}
+    for number, entry in enumerate(raw["runs"], start=1):
+        if not isinstance(entry, dict):
+            raise UserError(f"{path}: run {number} is not an object")
+        changes = {key: value for key, value in entry.items() if key not in ("name", "recipe")}
+        name, recipe = entry.get("name"), entry.get("recipe")
+        where = f"{path}: run {number} ({name})"
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or name == BLEND:
+            raise UserError(f"{where}: 'name' should be a folder name of letters, digits, '.', '_' or '-' (not {BLEND!r})")
+        if name in runs:
+            raise UserError(f"{where}: a second run of that name")
+        if recipe is not None and not isinstance(recipe, str):
+            raise UserError(f"{where}: 'recipe' should be a recipe's name")
+        unknown = sorted(set(changes) - RUN_FIELDS)
+        if unknown:
+            raise UserError(f"{where}: unknown or unplannable fields {unknown}; a run may set {sorted(RUN_FIELDS)}")
+        try:
+            checked = TrainConfig.from_dict(changes)  # the values' types
+            config, _ = resolve(recipe=recipe, flags={**{key: getattr(checked, key) for key in changes}, "split_seed": split_seed})
+        except UserError as exc:
+            raise UserError(f"{where}: {exc}") from exc
+        runs[name] = config
+    folds = {config.folds for config in runs.values()}
+    if len(folds) > 1:
+        raise UserError(f"{path}: the runs use different fold counts {sorted(folds)}; a blend needs one split")
+    return Plan(path=path, runs=runs)
+
+
+def run_best(*, data: Path, plan: Plan, out: Path, submission: Path | None = None, force: bool = False) -> dict[str, Any]:
+    """Train each run of `plan` into OUT/NAME (finished folds are kept), blend them into OUT/blend, and write the
+    submission for `data`'s test file (the default name as `submit` chooses it). Returns the blend's report, or the
+    run's when the plan has one run."""
+    from .blend import blend_runs
+    from .cv import run_cv
+    from .data import read_test, read_train
+    from .submit import write_submission
+
+    train = read_train(data)
+    read_test(data)  # now: a missing test file should stop the plan before hours of training, not after
+    started = time.perf_counter()
+    for number, (name, config) in enumerate(plan.runs.items(), start=1):
+        log.info(f"best: run {number} of {len(plan.runs)}: {name} ({config.arch}, seed {config.seed}, {config.epochs} epochs)")
+        run_cv(data=train, out=out / name, config=config, force=force)
+    runs = [out / name for name in plan.runs]
+    if len(runs) == 1:
+        models, report = runs[0], json.loads((runs[0] / "cv_report.json").read_text())
+    else:
+        models = out / BLEND
+        report = blend_runs(runs=runs, out=models)
+    write_submission(models=models, data=data, out=submission)
+    log.info(f"best: {len(runs)} run(s) of {plan.path.name} in {(time.perf_counter() - started) / 60:.1f} min; OOF "
+             f"{report['oof_accuracy']:.4f}; models {models}")
+    return report

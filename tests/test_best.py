@@ -1,0 +1,96 @@
+"""`best`: a plan of runs read from JSON, refused with one line when malformed, trained, blended and submitted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import SAMPLE
+
+from competition.best import PLAN, Plan, read_plan, run_best
+from competition.cli import main
+from competition.config import RECIPES
+
+
+def test_the_shipped_plan_reads_and_its_runs_share_one_split() -> None:
+    plan = read_plan(PLAN)
+    configs = list(plan.runs.values())
+    assert len(configs) >= 2 and len({(c.folds, c.fold_seed) for c in configs}) == 1
+    assert len({c.arch for c in configs}) >= 2  # a blend of architectures, not one network's seeds only
+    for name, config in plan.runs.items():
+        # a run is its recipe plus the fields it names, nothing else
+        entry = next(e for e in json.loads(PLAN.read_text())["runs"] if e["name"] == name)
+        recipe = RECIPES[entry.get("recipe", "default")]
+        changed = {k for k, v in config.hyperparameters().items() if getattr(recipe, k) != v}
+        assert changed <= set(entry) | {"split_seed"}
+
+
+def _plan(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "plan.json"
+    path.write_text(text)
+    return path
+
+
+RUN = '{"name": "a", "recipe": "default"}'
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("{runs: []}", "not JSON"),
+    ('{"runs": []}', "non-empty list"),
+    ('{"runs": [' + RUN + '], "folds": 3}', "unknown keys ['folds']"),
+    ('{"split_seed": "7", "runs": [' + RUN + ']}', "split_seed should be an integer"),
+    ('{"runs": [{"name": "a", "recipe": "fancy"}]}', "run 1 (a): unknown recipe 'fancy'"),
+    ('{"runs": [{"name": "a", "lr_max": 0.1}]}', "unknown or unplannable fields ['lr_max']"),
+    ('{"runs": [{"name": "a", "workers": 0}]}', "unknown or unplannable fields ['workers']"),
+    ('{"runs": [{"name": "a", "pseudo_label": "models/x"}]}', "unknown or unplannable fields ['pseudo_label']"),
+    ('{"runs": [{"name": "a", "epochs": "3"}]}', "epochs='3' should be of type int"),
+    ('{"runs": [{"name": "a", "dropout": 1.5}]}', "invalid dropout=1.5"),
+    ('{"runs": [{"name": "a", "arch": "vit"}]}', "invalid arch='vit'"),
+    ('{"runs": [{"name": "../a"}]}', "'name' should be a folder name"),
+    ('{"runs": [{"name": "blend"}]}', "'name' should be a folder name"),
+    ('{"runs": [' + RUN + ', ' + RUN + ']}', "run 2 (a): a second run of that name"),
+    ('{"runs": [' + RUN + ', {"name": "b", "folds": 3}]}', "different fold counts [3, 5]"),
+])
+def test_a_malformed_plan_is_one_line_naming_the_file_and_run(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                              text: str, message: str) -> None:
+    plan = _plan(tmp_path, text)
+    out = tmp_path / "models"
+    assert main(["best", "--plan", str(plan), "--data", str(SAMPLE), "--out", str(out)]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error[-1].startswith(f"error: {plan}") and message in error[-1], error
+    assert not out.exists()
+
+
+def test_a_missing_plan_or_test_file_stops_before_any_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["best", "--plan", str(tmp_path / "none.json"), "--data", str(SAMPLE)]) == 1
+    assert "none.json: no such plan file" in capsys.readouterr().err
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.csv.gz").write_bytes((SAMPLE / "train.csv.gz").read_bytes())
+    assert main(["best", "--data", str(data), "--out", str(tmp_path / "models")]) == 1
+    assert "test" in capsys.readouterr().err
+    assert not (tmp_path / "models").exists()
+
+
+@pytest.mark.slow
+def test_a_plan_of_two_architectures_trains_blends_and_submits_then_resumes(sample_head: Path, tmp_path: Path) -> None:
+    text = ('{"split_seed": 3, "runs": [{"name": "ref", "folds": 2, "epochs": 1, "batch_size": 32},'
+            ' {"name": "bn", "recipe": "bncnn", "folds": 2, "epochs": 1, "batch_size": 32, "seed": 5}]}')
+    read = read_plan(_plan(tmp_path, text))
+    plan = Plan(path=read.path, runs={name: config.replace(workers=0) for name, config in read.runs.items()})
+    out, submission = tmp_path / "models", tmp_path / "submission.csv"
+    report = run_best(data=sample_head, plan=plan, out=out, submission=submission)
+    assert [Path(m["run"]).name for m in report["members"]] == ["ref", "bn"]
+    assert report["oof_errors"] <= min(m["oof_errors"] for m in report["members"])
+    assert json.loads((out / "blend" / "blend.json").read_text())["split"]["split seed"] == 3
+    for name, arch in (("ref", "reference"), ("bn", "bncnn")):
+        assert json.loads((out / name / "cv_report.json").read_text())["config"]["arch"] == arch
+    frame = pd.read_csv(submission)
+    assert frame["ImageId"].tolist() == list(range(1, 41)) and frame["Label"].between(0, 9).all()
+    folds = sorted(out.glob("*/fold*.pt"))
+    assert len(folds) == 4
+    stamps = [path.stat().st_mtime_ns for path in folds]
+    run_best(data=sample_head, plan=plan, out=out, submission=submission)  # finished folds are kept, not retrained
+    assert [path.stat().st_mtime_ns for path in folds] == stamps
