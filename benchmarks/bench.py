@@ -256,17 +256,17 @@ ARCH_RUNS = (("reference", "reference", 42), ("resnet", "resnet", 42), ("referen
 def bench_arch(data: Path, out: Path, folds: int, fold: int = 1, canvas_rows: int = 1000) -> dict[str, object]:
     from itertools import combinations
 
-    from competition.checkpoint import load_checkpoint
     from competition.metrics import log_loss
     from competition.preprocess import segment
 
-    trained = {}
+    trained, ensembles = {}, {}
     for name, arch, seed in ARCH_RUNS:
         run = out / "arch" / name
         if not (run / f"fold{fold}.pt").exists():
             timed([sys.executable, "-m", "competition", "cv", "--data", str(data), "--arch", arch, "--seed", str(seed),
                    "--split-seed", "42", "--folds", str(folds), "--fold", str(fold), "--out", str(run)])
-        trained[name] = load_checkpoint(run / f"fold{fold}.pt")
+        ensembles[name] = Ensemble.load(run / f"fold{fold}.pt")
+        trained[name] = ensembles[name].members[0]
     full = read_train(data)
     assert full.labels is not None
     val = np.asarray(trained["reference"].extra["oof_index"])
@@ -281,7 +281,7 @@ def bench_arch(data: Path, out: Path, folds: int, fold: int = 1, canvas_rows: in
         read.append(max(digits, key=lambda d: d.mass).image if digits else np.zeros((28, 28), np.uint8))
     canvases = np.stack(read)
     probs = {name: np.asarray(ck.extra["oof_probs"], dtype=np.float32) for name, ck in trained.items()}
-    canvas_probs = {name: Ensemble.load(out / "arch" / name / f"fold{fold}.pt").predict_proba(canvases) for name in trained}
+    canvas_probs = {name: ensemble.predict_proba(canvases) for name, ensemble in ensembles.items()}
     blends = {}
     for size in range(1, len(trained) + 1):
         for names in combinations(trained, size):

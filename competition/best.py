@@ -65,8 +65,7 @@ def read_plan(path: Path = PLAN) -> Plan:
         if unknown:
             raise UserError(f"{where}: unknown or unplannable fields {unknown}; a run may set {sorted(RUN_FIELDS)}")
         try:
-            checked = TrainConfig.from_dict(changes)  # the values' types
-            config, _ = resolve(recipe=recipe, flags={**{key: getattr(checked, key) for key in changes}, "split_seed": split_seed})
+            config, _ = resolve(recipe=recipe, flags={**changes, "split_seed": split_seed})
         except UserError as exc:
             raise UserError(f"{where}: {exc}") from exc
         runs[name] = config
@@ -88,12 +87,13 @@ def run_best(*, data: Path, plan: Plan, out: Path, submission: Path | None = Non
     train = read_train(data)
     read_test(data)  # now: a missing test file should stop the plan before hours of training, not after
     started = time.perf_counter()
+    reports = []
     for number, (name, config) in enumerate(plan.runs.items(), start=1):
         log.info(f"best: run {number} of {len(plan.runs)}: {name} ({config.arch}, seed {config.seed}, {config.epochs} epochs)")
-        run_cv(data=train, out=out / name, config=config, force=force)
+        reports.append(run_cv(data=train, out=out / name, config=config, force=force))
     runs = [out / name for name in plan.runs]
     if len(runs) == 1:
-        models, report = runs[0], json.loads((runs[0] / "cv_report.json").read_text())
+        models, report = runs[0], reports[0]
     else:
         models = out / BLEND
         report = blend_runs(runs=runs, out=models)

@@ -154,8 +154,9 @@ def load_params(path: Path) -> tuple[dict[str, object], str]:
 def resolve(*, recipe: str | None = None, params: Path | None = None, flags: dict[str, object] | None = None,
             data: str | Path | None = None) -> tuple[TrainConfig, list[str]]:
     """The run's configuration and the notes to show about it: the recipe, then `params` (a `tune` result), then
-    explicit flags, each overriding the one before. Without a recipe, an `arch` flag picks the recipe of that name
-    (the architecture's own defaults), else "default". `data` (the training data) only decides a warning."""
+    explicit flags (type-checked: they may come from a file, as a plan's do), each overriding the one before.
+    Without a recipe, an `arch` flag picks the recipe of that name (the architecture's own defaults), else
+    "default". `data` (the training data) only decides a warning."""
     from .data import is_sample
 
     flags = dict(flags or {})
@@ -167,13 +168,18 @@ def resolve(*, recipe: str | None = None, params: Path | None = None, flags: dic
     if params is not None:
         tuned, tuned_on = load_params(params)
         try:
-            checked = TrainConfig.from_dict(tuned)  # the values' types
+            config = config.replace(**typed(tuned))
         except UserError as exc:
             raise UserError(f"{params}: {exc}") from exc
-        config = config.replace(**{name: getattr(checked, name) for name in tuned})
         notes.append(f"parameters from {params}: {tuned}" + (f" (tuned on {tuned_on})" if tuned_on else ""))
         if tuned_on and is_sample(tuned_on) and data is not None and not is_sample(data):
             notes.append(f"warning: {params} was tuned on the bundled sample, not on {data}; "
                          f"parameters tuned on the sample did not transfer to the full data (docs/tuning.md)")
-    config = config.replace(**flags)
+    config = config.replace(**typed(flags))
     return config.validate(), notes
+
+
+def typed(values: dict[str, object]) -> dict[str, object]:
+    """`values` (field -> value, from a file or the command line) with their types checked as `from_dict` does."""
+    checked = TrainConfig.from_dict(values)
+    return {name: getattr(checked, name) for name in values}
