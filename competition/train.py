@@ -76,7 +76,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch
     """One pass over the loader's uint8 batches: (mean training loss, images seen). dtype: the autocast precision
     (None: fp32); the scaler scales the loss where that is float16 and passes it through otherwise."""
     model.train()
-    seen, total_loss = 0, 0.0
+    # summed on the device: a .item() per step would make the host wait for every step on a GPU
+    seen, total_loss = 0, torch.zeros((), device=device)
     for images, labels in loader:
         x, y = to_input(images, NORMALIZE, device), labels.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
@@ -88,8 +89,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch
         if scheduler is not None:
             scheduler.step()
         seen += len(y)
-        total_loss += loss.item() * len(y)
-    return total_loss / max(seen, 1), seen
+        total_loss += loss.detach().float() * len(y)
+    return total_loss.item() / max(seen, 1), seen
 
 
 def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, device: torch.device, bf16: bool,

@@ -66,7 +66,10 @@ def test_parameters_are_drawn_from_the_configured_ranges() -> None:
         assert set(params[name].unique().tolist()) == {-2.0, -1.0, 0.0, 1.0, 2.0}  # int(u * 28), |u| <= 0.08
 
 
-def test_device_batches_cover_each_row_once_per_epoch_and_repeat_under_a_seed(digits: np.ndarray) -> None:
+@pytest.mark.parametrize("warp_images", [8192, 32, 20])  # all rows at once; two batches; less than two (-> one)
+def test_device_batches_cover_each_row_once_per_epoch_and_repeat_under_a_seed(
+        digits: np.ndarray, warp_images: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("competition.device_augment.WARP_IMAGES", warp_images)
     labels = np.arange(len(digits)) % 10
     config = TrainConfig(batch_size=16, seed=3)
     first = DeviceBatches(digits, labels, config, CPU)
@@ -79,6 +82,15 @@ def test_device_batches_cover_each_row_once_per_epoch_and_repeat_under_a_seed(di
     again = [[(x, y) for x, y in second] for _ in range(2)]
     for one, other in zip(epochs, again):
         assert all(torch.equal(a, b) and torch.equal(c, d) for (a, c), (b, d) in zip(one, other))
+
+
+@pytest.mark.parametrize("warp_images", [8192, 16])
+def test_device_batches_keep_each_image_with_its_label(digits: np.ndarray, warp_images: int,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("competition.device_augment.WARP_IMAGES", warp_images)
+    rows = np.arange(len(digits))  # a label naming each image's row
+    for x, y in DeviceBatches(digits, rows, TrainConfig(batch_size=16, rotate=0, shift=0, scale=0, shear=0), CPU):
+        assert np.array_equal(x.numpy(), digits[y.numpy()])
 
 
 def test_a_tiny_cv_through_the_device_path(tmp_path: object) -> None:
