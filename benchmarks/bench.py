@@ -1,6 +1,6 @@
 """`make bench DATA=...`: the figures of docs/benchmarks.md, measured as a user runs them (CLI subprocesses, wall clock).
 
-python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part cv|tta|step|demo|gpu] [--work bench]
+python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part cv|tta|step|demo|arch|plan|gpu] [--work bench]
   cv    `cv` with the default recipe on the given train file (K folds): OOF accuracy, wall time, images/s per
         fold, peak memory (largest process RSS); then `submit` on a 28,000-row test file (Kaggle's size);
   tta   every finished cv run in --work on this train file, with and without test-time augmentation: OOF
@@ -11,6 +11,8 @@ python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part cv|tta
   arch  fold 1 of K of every architecture's own recipe (seed 42, split 42) and of the reference CNN with seed 43
         on the given train file: the validation errors and log loss of each and of every equal-weight blend of them,
         and their accuracy on sketchpad-like canvases of 1,000 of the fold's validation rows (the demo's path);
+  plan  `best` with a plan (--plan, default the shipped competition/best.json) into WORK/arch, reusing the folds
+        `arch` trained there: each run's and the blend's OOF errors and log loss, in all and per fold, fold times;
   gpu   (a CUDA GPU only) the default `cv` with data and augmentation on the device, seeds 42-44, against the CPU
         worker path on seed 42; `submit` of 28,000 rows; `tune` trials per hour;
   demo  the draw-a-digit path: a K-fold run on the bundled sample (train rows 0..9,999), read back from
@@ -31,8 +33,9 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -295,6 +298,35 @@ def bench_arch(data: Path, out: Path, folds: int, fold: int = 1, canvas_rows: in
             "equal_weight_blends": blends}
 
 
+def bench_plan(data: Path, out: Path, folds: int, *, plan: Path) -> dict[str, object]:
+    """`best` with `plan` into OUT/arch, so that the folds `--part arch` trained there (runs of the same names) are
+    reused; then each run's and the blend's OOF errors and log loss, in all and per fold. Fold times come from the
+    checkpoints (the wall clock of a resumed `best` says nothing)."""
+    from competition.checkpoint import load_checkpoint
+    from competition.metrics import log_loss
+
+    wall, rss = timed([sys.executable, "-m", "competition", "best", "--data", str(data), "--plan", str(plan),
+                       "--out", str(out / "arch"), "--submission", str(out / "arch" / "submission.csv")])
+    blend = json.loads((out / "arch" / "blend" / "blend.json").read_text())
+    labels = read_train(data).labels
+    assert labels is not None
+    runs: dict[str, object] = {}
+    for member in blend["members"]:
+        run = Path(member["run"])
+        report = json.loads((run / "cv_report.json").read_text())
+        checkpoints = [load_checkpoint(path) for path in sorted(run.glob("fold*.pt"))]
+        per_fold = []
+        for ck in checkpoints:
+            rows, probs = np.asarray(ck.extra["oof_index"]), np.asarray(ck.extra["oof_probs"], dtype=np.float32)
+            per_fold.append({"fold": ck.fold, "errors": int((probs.argmax(1) != labels[rows]).sum()),
+                             "log_loss": log_loss(probs, labels[rows]), "best_epoch": ck.metrics["best_epoch"],
+                             "seconds": ck.metrics["seconds"], "images_per_s": ck.metrics["images_per_s"]})
+        runs[run.name] = {"config": report["config"], "oof_errors": member["oof_errors"], "oof_loss": member["oof_loss"],
+                          "train_seconds": report["train_seconds"], "folds": per_fold}
+    return {"plan": json.loads(plan.read_text()), "best_wall_seconds": wall, "best_peak_rss_gb": rss, "runs": runs,
+            "blend": {key: blend[key] for key in ("members", "oof_errors", "oof_accuracy", "oof_loss", "method")}}
+
+
 def bench_step(data: Path, out: Path, folds: int) -> dict[str, object]:
     rows: list[dict[str, object]] = []
     for batch in (128, 256):
@@ -396,18 +428,23 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="folder with the full train and test files")
     parser.add_argument("--work", type=Path, default=Path("bench"), help="runs and scratch files (default bench/)")
     parser.add_argument("--folds", type=int, default=5, help="K of the cv runs (default 5)")
-    parser.add_argument("--part", choices=["all", "cv", "tta", "step", "demo", "arch", "gpu"], default="all",
-                        help="what to measure (all: every part but arch and gpu)")
+    parser.add_argument("--part", choices=["all", "cv", "tta", "step", "demo", "arch", "plan", "gpu"], default="all",
+                        help="what to measure (all: every part but arch, plan and gpu)")
+    parser.add_argument("--plan", type=Path, default=ROOT / "competition" / "best.json",
+                        help="the plan of --part plan (default: the shipped one)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    parts = (("cv", bench_cv), ("tta", bench_tta), ("step", bench_step), ("demo", bench_demo), ("arch", bench_arch),
-             ("gpu", bench_gpu))
+    parts: dict[str, Callable[[Path, Path, int], Mapping[str, object]]] = {
+        "cv": bench_cv, "tta": bench_tta, "step": bench_step, "demo": bench_demo, "arch": bench_arch,
+        "plan": partial(bench_plan, plan=args.plan), "gpu": bench_gpu}
+    on_demand = ("arch", "plan", "gpu")  # hours of training, or a GPU: only when asked for by name
     info = host()
-    for part, bench in parts:
-        if args.part == part or (args.part == "all" and part not in ("arch", "gpu")):
+    for part, bench in parts.items():
+        if args.part == part or (args.part == "all" and part not in on_demand):
             text = json.dumps({"host": info, "command": " ".join(sys.argv), **bench(args.data, args.work, args.folds)}, indent=2)
-            (RESULTS / result_name(part, info)).write_text(text)
+            name = f"plan-{args.plan.stem}" if part == "plan" else part  # one result per plan
+            (RESULTS / result_name(name, info)).write_text(text)
             print(text)
 
 

@@ -7,21 +7,22 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SAMPLE
+from conftest import ROOT, SAMPLE
 
 from competition.best import PLAN, Plan, read_plan, run_best
 from competition.cli import main
 from competition.config import RECIPES
 
 
-def test_the_shipped_plan_reads_and_its_runs_share_one_split() -> None:
-    plan = read_plan(PLAN)
+@pytest.mark.parametrize("path", [PLAN, *sorted((ROOT / "benchmarks").glob("plan-*.json"))], ids=lambda p: p.name)
+def test_the_shipped_and_benchmark_plans_read_and_their_runs_share_one_split(path: Path) -> None:
+    plan = read_plan(path)
     configs = list(plan.runs.values())
     assert len(configs) >= 2 and len({(c.folds, c.fold_seed) for c in configs}) == 1
     assert len({c.arch for c in configs}) >= 2  # a blend of architectures, not one network's seeds only
     for name, config in plan.runs.items():
         # a run is its recipe plus the fields it names, nothing else
-        entry = next(e for e in json.loads(PLAN.read_text())["runs"] if e["name"] == name)
+        entry = next(e for e in json.loads(path.read_text())["runs"] if e["name"] == name)
         recipe = RECIPES[entry.get("recipe", "default")]
         changed = {k for k, v in config.hyperparameters().items() if getattr(recipe, k) != v}
         assert changed <= set(entry) | {"split_seed"}
