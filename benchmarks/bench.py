@@ -443,7 +443,7 @@ def main() -> None:
     for part, bench in parts.items():
         if args.part == part or (args.part == "all" and part not in on_demand):
             text = json.dumps({"host": info, "command": " ".join(sys.argv), **bench(args.data, args.work, args.folds)}, indent=2)
-            name = f"plan-{args.plan.stem}" if part == "plan" else part  # one result per plan
+            name = f"plan-{args.plan.stem.removeprefix('plan-')}" if part == "plan" else part  # one result per plan
             (RESULTS / result_name(name, info)).write_text(text)
             print(text)
 

@@ -77,8 +77,8 @@ def cmd_cv(args: argparse.Namespace) -> int:
         from .data import read_test
         from .pseudo import pseudo_labels
 
-        pseudo = pseudo_labels(source=Path(config.pseudo_label), train=data, test=read_test(path),
-                               threshold=config.pseudo_threshold, digest=data_digest(data))
+        pseudo = pseudo_labels(source=Path(config.pseudo_label), train=data, test=read_test(path), config=config,
+                               digest=data_digest(data))
     run_cv(data=data, out=args.out, config=config, force=args.force, only=args.fold, pseudo=pseudo)
     return 0
 

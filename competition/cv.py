@@ -45,14 +45,14 @@ def run_cv(*, data: Digits, out: Path, config: TrainConfig, force: bool = False,
            pseudo: PseudoLabels | None = None) -> dict[str, Any]:
     """Train config.folds models (or just fold `only`); skip folds already in `out` for the same data and settings.
 
-    pseudo: extra labelled rows (test rows a finished run labelled confidently) for every fold's training part."""
+    pseudo: extra labelled rows for each fold's training part (test rows a finished run's models of that fold labelled
+    confidently)."""
     assert data.labels is not None, "run_cv needs labelled data"
     config.validate()
     splits = fold_indices(data.labels, folds=config.folds, seed=config.fold_seed)
     if only is not None and not 1 <= only <= config.folds:
         raise UserError(f"--fold {only} is not in 1..{config.folds}")
     signature = fingerprint(data, config, pseudo)
-    extra_images, extra_labels = (pseudo.images, pseudo.labels) if pseudo is not None else (data.images[:0], data.labels[:0])
     device = pick_device()
     on_device = config.data_on_device == "yes" or (config.data_on_device == "auto" and device.type == "cuda")
     precision = (precision_name(autocast_dtype(device, config.bf16)) + (", TTA 3 views" if config.tta else "")
@@ -73,7 +73,9 @@ def run_cv(*, data: Digits, out: Path, config: TrainConfig, force: bool = False,
             continue
         fold_config = config.replace(seed=config.seed + fold)
         model = init_model(fold_config)
-        train = (np.concatenate([data.images[train_idx], extra_images]), np.concatenate([data.labels[train_idx], extra_labels]))
+        train = (data.images[train_idx], data.labels[train_idx])
+        if pseudo is not None:
+            train = (np.concatenate([train[0], pseudo.images[fold - 1]]), np.concatenate([train[1], pseudo.labels[fold - 1]]))
         result = fit(model, train, (data.images[val_idx], data.labels[val_idx]), fold_config, device=device,
                      desc=f"fold {fold}/{config.folds}")
         metrics = {"val_acc": result.val_acc, "val_loss": result.val_loss, "best_epoch": result.best_epoch,

@@ -1,5 +1,6 @@
 """Pseudo-labels: the test rows that a finished run or blend labels with high confidence, added to the training
-part of every fold (never to a validation part, so the out-of-fold score stays honest)."""
+part of every fold (never to a validation part), each fold's labelled by the source's models of that fold only, so
+the out-of-fold score stays honest."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .blend import BLEND_FILE, read_blend
+from .config import TrainConfig
 from .data import Digits
 from .errors import UserError
 
@@ -20,40 +22,63 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PseudoLabels:
-    images: np.ndarray  # (M, 28, 28) uint8 test images
-    labels: np.ndarray  # (M,) int64: the source's predicted labels
+    """Per fold (index k - 1 for fold k): the test rows the source's fold-k models label confidently, with those labels.
+
+    Fold k's come from the source's models of fold k alone, which never saw fold k's validation rows: labels from a
+    model that trained on them would carry what it learnt there into the training part, and the OOF score would
+    flatter the run."""
+
+    images: list[np.ndarray]  # per fold: (M_k, 28, 28) uint8 test images
+    labels: list[np.ndarray]  # per fold: (M_k,) int64, the source's predicted labels
 
     def digest(self) -> str:
-        return hashlib.sha1(self.images.tobytes() + self.labels.tobytes()).hexdigest()[:16]
+        digest = hashlib.sha1()
+        for images, labels in zip(self.images, self.labels):
+            digest.update(images.tobytes() + labels.tobytes())
+        return digest.hexdigest()[:16]
 
 
-def _trained_on(source: Path) -> list[tuple[Path, str, str]]:
-    """(run, digest of the data it trained on (the file for runs from before digests), that file) for the runs
-    behind `source`."""
+def _trained_on(source: Path) -> list[tuple[Path, dict[str, object]]]:
+    """(run, its cv report) for the runs behind `source`."""
     runs = [run for run, _ in read_blend(source)] if (source / BLEND_FILE).is_file() else [source]
     found = []
     for run in runs:
         report = run / "cv_report.json"
         if not report.is_file():
             raise UserError(f"{run}: not a finished cv run (no cv_report.json); pseudo-labels come from a run or a blend")
-        saved = json.loads(report.read_text())
-        found.append((run, str(saved.get("data_digest") or saved["data"]), str(saved["data"])))
+        found.append((run, json.loads(report.read_text())))
     return found
 
 
-def pseudo_labels(*, source: Path, train: Digits, test: Digits, threshold: float, digest: str) -> PseudoLabels:
-    """The rows of `test` that `source` (trained on `train`, whose data digest is `digest`) labels with a probability
-    of at least `threshold`, with those labels."""
+def pseudo_labels(*, source: Path, train: Digits, test: Digits, config: TrainConfig, digest: str) -> PseudoLabels:
+    """For each of config's folds, the rows of `test` that `source`'s models of that fold (trained on `train`, whose
+    data digest is `digest`, on config's fold split) label with a probability of at least config.pseudo_threshold."""
     from .ensemble import Ensemble
 
     if not source.is_dir():
         raise UserError(f"--pseudo-label {source}: no such run or blend folder")
-    for run, trained_on, file in _trained_on(source):
+    for run, report in _trained_on(source):
+        trained_on = str(report.get("data_digest") or report["data"])  # the file, for runs from before digests
         if trained_on not in (digest, train.source):
-            raise UserError(f"--pseudo-label {source}: {run} was trained on {file}, not on {train.source}; "
+            raise UserError(f"--pseudo-label {source}: {run} was trained on {report['data']}, not on {train.source}; "
                             f"pseudo-labels must come from models of the same training data")
-    probs = Ensemble.load(source).predict_proba(test.images, progress=True)
-    keep = probs.max(1) >= threshold
-    log.info(f"cv: pseudo-labels: {int(keep.sum()):,} of {len(test):,} rows of {test.source} at probability >= "
-             f"{threshold:g} from {source}")
-    return PseudoLabels(images=test.images[keep], labels=probs.argmax(1)[keep].astype(np.int64))
+        theirs = TrainConfig.from_dict(report["config"])  # type: ignore[arg-type]
+        if (theirs.folds, theirs.fold_seed) != (config.folds, config.fold_seed):
+            raise UserError(f"--pseudo-label {source}: {run} was trained on {theirs.folds} folds of split seed "
+                            f"{theirs.fold_seed}, this run on {config.folds} folds of split seed {config.fold_seed}; fold k's "
+                            f"pseudo-labels come from the source's fold-k models, which must not have seen fold k's "
+                            f"validation rows: use the same --folds and --split-seed")
+    ensemble = Ensemble.load(source)
+    probs = ensemble.member_probs(test.images, progress=True)  # (models, N, 10)
+    weights = ensemble.weights if ensemble.weights is not None else np.ones(len(ensemble.members))
+    images, labels = [], []
+    for fold in range(1, config.folds + 1):
+        mine = np.array([member.fold == fold for member in ensemble.members])
+        fold_probs = np.tensordot(weights[mine] / weights[mine].sum(), probs[mine], axes=1)
+        keep = fold_probs.max(1) >= config.pseudo_threshold
+        images.append(test.images[keep])
+        labels.append(fold_probs.argmax(1)[keep].astype(np.int64))
+    counts = [len(fold_labels) for fold_labels in labels]
+    log.info(f"cv: pseudo-labels: {min(counts):,}–{max(counts):,} of {len(test):,} rows of {test.source} per fold at "
+             f"probability >= {config.pseudo_threshold:g} from {source} (fold k's from its fold-k models)")
+    return PseudoLabels(images=images, labels=labels)

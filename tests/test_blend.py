@@ -128,19 +128,31 @@ def test_pseudo_labels_join_every_training_part_and_never_a_validation_part(runs
 
     data, test = _first_rows(400), read_test(sample_head)
     assert data.labels is not None
-    pseudo = pseudo_labels(source=runs["ref"], train=data, test=test, threshold=0.2, digest=data_digest(data))
-    assert 0 < len(pseudo.labels) <= len(test) and pseudo.images.shape[1:] == (28, 28)
-    config = RECIPES["default"].replace(folds=2, epochs=1, batch_size=32, workers=0, pseudo_label=str(runs["ref"]),
-                                        pseudo_threshold=0.2)
+    config = RECIPES["default"].replace(folds=2, epochs=1, batch_size=32, workers=0, split_seed=7,  # the source's split
+                                        pseudo_label=str(runs["ref"]), pseudo_threshold=0.2)
+    pseudo = pseudo_labels(source=runs["ref"], train=data, test=test, config=config, digest=data_digest(data))
     run_cv(data=data, out=tmp_path / "pl", config=config, pseudo=pseudo)
     splits = fold_indices(data.labels, folds=2, seed=config.fold_seed)
     validated = []
     for fold, (train_idx, val_idx) in enumerate(splits, start=1):
+        # fold k's pseudo-labels are the source's fold-k model's confident answers: a model that never saw fold k's
+        # validation rows
+        source = load_checkpoint(runs["ref"] / f"fold{fold}.pt")
+        assert set(source.extra["oof_index"]) == set(val_idx.tolist())
+        probs = Ensemble.load(source.path).predict_proba(test.images)
+        confident = probs.max(1) >= 0.2
+        assert 0 < confident.sum() < len(test)  # a real selection, so the comparison below can fail
+        assert np.array_equal(pseudo.labels[fold - 1], probs.argmax(1)[confident])
+        assert np.array_equal(pseudo.images[fold - 1], test.images[confident])
         checkpoint = load_checkpoint(tmp_path / "pl" / f"fold{fold}.pt")
         assert checkpoint.extra["oof_index"] == val_idx.tolist()  # validation: the fold's own rows, nothing else
-        assert checkpoint.extra["train_rows"] == len(train_idx) + len(pseudo.labels)
+        assert checkpoint.extra["train_rows"] == len(train_idx) + len(pseudo.labels[fold - 1])
         validated += checkpoint.extra["oof_index"]
     assert sorted(validated) == list(range(400))
     with pytest.raises(UserError, match=r"was trained on .*\[:400\].*, not on .*\[:300\]"):
         other = _first_rows(300)
-        pseudo_labels(source=runs["ref"], train=other, test=test, threshold=0.5, digest=data_digest(other))
+        pseudo_labels(source=runs["ref"], train=other, test=test, config=config, digest=data_digest(other))
+    for changed in ({"split_seed": 8}, {"folds": 3}):  # another split: the source's fold k saw this run's fold k
+        with pytest.raises(UserError, match=r"was trained on 2 folds of split seed 7, this run on \d folds? of split seed \d"):
+            pseudo_labels(source=runs["ref"], train=data, test=test, config=config.replace(**changed),
+                          digest=data_digest(data))
