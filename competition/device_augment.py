@@ -21,7 +21,7 @@ from .config import TrainConfig
 
 SIDE = 28
 # Images warped in one go, rounded down to whole batches; the warp's working memory is dominated by its float64
-# sample coordinates, (WARP_IMAGES, 3, 784), 150 MB.
+# sample coordinates, (WARP_IMAGES, 3, 784).
 WARP_IMAGES = 8192
 
 
