@@ -18,13 +18,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .config import TrainConfig
 from .errors import UserError
-from .io import atomic_write
+from .io import atomic_write, read_csv, read_json
 from .metrics import accuracy, log_loss
 
 log = logging.getLogger(__name__)
 
 BLEND_FILE = "blend.json"
+PROB_COLUMNS = tuple(f"p{d}" for d in range(10))  # oof.csv's class probabilities
 FORMAT = "competition-blend/1"
 
 
@@ -42,24 +44,44 @@ class RunOOF:
         return int((self.probs.argmax(1) != self.labels).sum())
 
 
+REPORT_FILE = "cv_report.json"
+REBUILD = "the same cv command rebuilds it from the fold checkpoints"
+
+
+def read_report(run: Path) -> tuple[dict[str, Any], TrainConfig]:
+    """A finished run's cv_report.json and its configuration; a one-line UserError when it is missing or damaged."""
+    path = run / REPORT_FILE
+    if not path.is_file():
+        raise UserError(f"{run}: not a finished cv run (no {REPORT_FILE}): missing folds? the same cv command trains them")
+    report = read_json(path, what=f"cv report ({REBUILD})", keys=("config", "data", "rows", "oof_accuracy", "oof_loss"))
+    if not isinstance(report["config"], dict):
+        raise UserError(f"{path}: not a cv report ({REBUILD}): its config is not an object")
+    try:
+        config = TrainConfig.from_dict(report["config"])
+    except UserError as exc:
+        raise UserError(f"{path}: not a cv report ({REBUILD}): {exc}") from exc
+    return report, config
+
+
 def load_run(run: Path) -> RunOOF:
     """A run folder's OOF predictions (oof.csv) and split (cv_report.json); a one-line UserError when it is not finished."""
-    report_path, oof_path = run / "cv_report.json", run / "oof.csv"
     if not run.is_dir():
         raise UserError(f"{run}: no such run folder")
     if (run / BLEND_FILE).is_file():
         raise UserError(f"{run}: a blend; blend its runs instead")
-    if not report_path.is_file() or not oof_path.is_file():
-        raise UserError(f"{run}: not a finished cv run (no cv_report.json or oof.csv): missing folds? the same cv "
-                        f"command trains them")
-    report = json.loads(report_path.read_text())
-    config = report["config"]
-    split_seed = config.get("split_seed", -1)
-    table = pd.read_csv(oof_path)
-    split = {"data": report.get("data_digest") or report["data"], "rows": report["rows"], "folds": config["folds"],
-             "split seed": config["seed"] if split_seed is None or split_seed < 0 else split_seed}
-    return RunOOF(path=run, probs=table[[f"p{d}" for d in range(10)]].to_numpy(np.float32),
-                  labels=table["label"].to_numpy(np.int64), split=split)
+    report, config = read_report(run)
+    oof_path = run / "oof.csv"
+    table = read_csv(oof_path, what=f"run's OOF table ({REBUILD})", columns=("label", *PROB_COLUMNS))
+    try:
+        probs, labels = table[list(PROB_COLUMNS)].to_numpy(np.float32), table["label"].to_numpy(np.int64)
+    except (ValueError, TypeError) as exc:  # a cell that is not a number
+        raise UserError(f"{oof_path}: not a run's OOF table ({REBUILD}): {exc}") from exc
+    if len(table) != report["rows"] or not np.isfinite(probs).all():
+        raise UserError(f"{oof_path}: {len(table)} rows where the run has {report['rows']}, or probabilities that are "
+                        f"not numbers; {REBUILD}")
+    split = {"data": report.get("data_digest") or report["data"], "rows": report["rows"], "folds": config.folds,
+             "split seed": config.fold_seed}
+    return RunOOF(path=run, probs=probs, labels=labels, split=split)
 
 
 def check_same_split(runs: list[RunOOF]) -> None:
@@ -118,7 +140,7 @@ def blend_runs(*, runs: list[Path], out: Path, max_picks: int = 50) -> dict[str,
         "oof_errors": int((probs.argmax(1) != labels).sum()),
         "method": "greedy ensemble selection with replacement on OOF errors, log loss breaking ties",
     }
-    table = pd.DataFrame(probs, columns=[f"p{d}" for d in range(10)])
+    table = pd.DataFrame(probs, columns=list(PROB_COLUMNS))
     table.insert(0, "pred", probs.argmax(1))
     table.insert(0, "label", labels)
     table.insert(0, "row", np.arange(len(labels)))
@@ -134,8 +156,8 @@ def blend_runs(*, runs: list[Path], out: Path, max_picks: int = 50) -> dict[str,
 
 def read_blend(path: Path) -> list[tuple[Path, float]]:
     """(run folder, weight) of each member of the blend in `path`; a one-line UserError for a member that is gone."""
+    report = read_json(path / BLEND_FILE, what="blend file", keys=("members",))
     try:
-        report = json.loads((path / BLEND_FILE).read_text())
         members = [(Path(m["run"]), float(m["weight"])) for m in report["members"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{path / BLEND_FILE}: not a blend file ({exc})") from exc

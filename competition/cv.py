@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .blend import PROB_COLUMNS
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import Digits, fold_indices
@@ -134,7 +135,7 @@ def write_report(*, data: Digits, out: Path, config: TrainConfig, wall_seconds: 
         "wall_seconds": wall_seconds,
     }
     atomic_write(out / "cv_report.json", lambda h: json.dump(report, h, indent=2), mode="w")
-    table = pd.DataFrame(probs, columns=[f"p{d}" for d in range(10)])
+    table = pd.DataFrame(probs, columns=list(PROB_COLUMNS))
     table.insert(0, "pred", preds)
     table.insert(0, "label", data.labels)
     table.insert(0, "row", np.arange(len(data)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from tqdm.auto import tqdm
 from .checkpoint import Checkpoint, find_checkpoints, load_checkpoint
 from .errors import UserError
 from .infer import pick_device, predict_views, tta_views
+from .io import read_json
 
 
 @dataclass
@@ -71,6 +71,6 @@ class Ensemble:
         for name in ("cv_report.json", "blend.json"):
             report = self.source / name
             if report.is_file():
-                return float(json.loads(report.read_text())["oof_accuracy"])
+                return float(read_json(report, what="run or blend report", keys=("oof_accuracy",))["oof_accuracy"])
         accs = [m.metrics["val_acc"] for m in self.members if "val_acc" in m.metrics]
         return float(np.mean(accs)) if accs else None

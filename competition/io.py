@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+from .errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def atomic_write(path: Path, write: Callable[[IO[Any]], object], mode: str = "wb") -> None:
@@ -28,6 +34,37 @@ def atomic_write(path: Path, write: Callable[[IO[Any]], object], mode: str = "wb
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_json(path: Path, *, what: str, keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The JSON object in `path`, holding `keys`; a one-line UserError naming the file when it is not one."""
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise UserError(f"{path}: no such file (a {what})") from exc
+    except (ValueError, UnicodeDecodeError) as exc:  # truncated, edited, not text
+        raise UserError(f"{path}: not a {what}: not JSON ({exc})") from exc
+    missing = [key for key in keys if key not in value] if isinstance(value, dict) else list(keys)
+    if not isinstance(value, dict) or missing:
+        raise UserError(f"{path}: not a {what}: no {', '.join(missing) or 'object'}")
+    return value
+
+
+def read_csv(path: Path, *, what: str, columns: tuple[str, ...], **options: Any) -> pd.DataFrame:
+    """The table in `path` (pandas.read_csv with `options`), holding `columns`; a one-line UserError naming the file
+    when it is missing, not a table, or lacks a column."""
+    import pandas as pd  # late: most users of this module need no pandas
+
+    try:
+        table = pd.read_csv(path, **options)
+    except FileNotFoundError as exc:
+        raise UserError(f"{path}: no such file (a {what})") from exc
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:  # EmptyDataError is a ValueError
+        raise UserError(f"{path}: not a {what} ({exc})") from exc
+    missing = [column for column in columns if column not in table]
+    if missing:
+        raise UserError(f"{path}: not a {what}: no column {', '.join(missing)}")
+    return table
 
 
 def versions() -> dict[str, str]:

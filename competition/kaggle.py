@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import UserError
-from .io import atomic_write
+from .io import atomic_write, read_csv
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,8 @@ def logged_row(file: Path) -> tuple[pd.DataFrame, int] | None:
     log_path = file.parent / "log.csv"
     if not log_path.is_file():
         return None
-    table = pd.read_csv(log_path, dtype=str, keep_default_na=False)
+    table = read_csv(log_path, what="submissions log", columns=("file", "run", "cv_score"), dtype=str,
+                     keep_default_na=False)
     target = _digest(file)
     for index in reversed(range(len(table))):
         copy = file.parent / table.loc[index, "file"]
@@ -101,10 +102,7 @@ def kaggle_submit(*, file: Path, message: str | None, wait: float, poll: float =
 
     if not file.is_file():
         raise UserError(f"{file}: no such submission file; `submit` writes one")
-    try:
-        problems = kaggle_problems(pd.read_csv(file))
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise UserError(f"{file}: not a submission CSV ({exc})") from exc
+    problems = kaggle_problems(read_csv(file, what="submission CSV", columns=()))
     if problems:
         raise UserError(f"{file}: Kaggle would not accept it: {'; '.join(problems)}")
     if shutil.which("kaggle") is None:

@@ -5,14 +5,13 @@ the out-of-fold score stays honest."""
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .blend import BLEND_FILE, read_blend
+from .blend import BLEND_FILE, read_blend, read_report
 from .config import TrainConfig
 from .data import Digits
 from .errors import UserError
@@ -38,16 +37,10 @@ class PseudoLabels:
         return digest.hexdigest()[:16]
 
 
-def _trained_on(source: Path) -> list[tuple[Path, dict[str, object]]]:
-    """(run, its cv report) for the runs behind `source`."""
+def _trained_on(source: Path) -> list[tuple[Path, dict[str, object], TrainConfig]]:
+    """(run, its cv report, its configuration) for the runs behind `source`."""
     runs = [run for run, _ in read_blend(source)] if (source / BLEND_FILE).is_file() else [source]
-    found = []
-    for run in runs:
-        report = run / "cv_report.json"
-        if not report.is_file():
-            raise UserError(f"{run}: not a finished cv run (no cv_report.json); pseudo-labels come from a run or a blend")
-        found.append((run, json.loads(report.read_text())))
-    return found
+    return [(run, *read_report(run)) for run in runs]
 
 
 def pseudo_labels(*, source: Path, train: Digits, test: Digits, config: TrainConfig, digest: str) -> PseudoLabels:
@@ -57,12 +50,11 @@ def pseudo_labels(*, source: Path, train: Digits, test: Digits, config: TrainCon
 
     if not source.is_dir():
         raise UserError(f"--pseudo-label {source}: no such run or blend folder")
-    for run, report in _trained_on(source):
+    for run, report, theirs in _trained_on(source):
         trained_on = str(report.get("data_digest") or report["data"])  # the file, for runs from before digests
         if trained_on not in (digest, train.source):
             raise UserError(f"--pseudo-label {source}: {run} was trained on {report['data']}, not on {train.source}; "
                             f"pseudo-labels must come from models of the same training data")
-        theirs = TrainConfig.from_dict(report["config"])  # type: ignore[arg-type]
         if (theirs.folds, theirs.fold_seed) != (config.folds, config.fold_seed):
             raise UserError(f"--pseudo-label {source}: {run} was trained on {theirs.folds} folds of split seed "
                             f"{theirs.fold_seed}, this run on {config.folds} folds of split seed {config.fold_seed}; fold k's "

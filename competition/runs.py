@@ -2,37 +2,42 @@
 
 from __future__ import annotations
 
-import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from .blend import BLEND_FILE
+from .blend import BLEND_FILE, read_report
+from .errors import UserError
+from .io import read_csv, read_json
+
+log = logging.getLogger(__name__)
 
 
 def _submissions(log_path: Path) -> pd.DataFrame:
     if not log_path.is_file():
         return pd.DataFrame(columns=["run", "public_score"])
-    table = pd.read_csv(log_path, dtype=str, keep_default_na=False)
+    table = read_csv(log_path, what="submissions log", columns=("run",), dtype=str, keep_default_na=False)
     if "public_score" not in table:
         table["public_score"] = ""
     return table
 
 
-def _run_row(folder: Path, report: dict[str, Any]) -> dict[str, Any]:
-    config = report["config"]
-    return {"name": str(folder), "kind": "run", "arch": config.get("arch", "reference"), "epochs": config["epochs"],
-            "lr": config["lr"], "dropout": config["dropout"], "batch_size": config["batch_size"], "seed": config["seed"],
-            "folds": config["folds"], "rows": report["rows"], "oof_accuracy": report["oof_accuracy"],
-            "oof_loss": report["oof_loss"], "wall_min": round(report.get("wall_seconds", 0) / 60, 1),
+def _run_row(folder: Path) -> dict[str, Any]:
+    report, config = read_report(folder)
+    return {"name": str(folder), "kind": "run", "arch": config.arch, "epochs": config.epochs, "lr": config.lr,
+            "dropout": config.dropout, "batch_size": config.batch_size, "seed": config.seed,
+            "folds": config.folds, "rows": report["rows"], "oof_accuracy": float(report["oof_accuracy"]),
+            "oof_loss": float(report["oof_loss"]), "wall_min": round(report.get("wall_seconds", 0) / 60, 1),
             "host": report.get("host", ""), "finished": report.get("finished", "")}
 
 
-def _blend_row(folder: Path, report: dict[str, Any]) -> dict[str, Any]:
+def _blend_row(folder: Path) -> dict[str, Any]:
+    report = read_json(folder / BLEND_FILE, what="blend file", keys=("members", "rows", "oof_accuracy", "oof_loss"))
     members = [f"{Path(m['run']).name}×{m['weight']:.2f}" for m in report["members"] if m["weight"] > 0]
     return {"name": str(folder), "kind": "blend", "arch": " + ".join(members), "rows": report["rows"],
-            "oof_accuracy": report["oof_accuracy"], "oof_loss": report["oof_loss"]}
+            "oof_accuracy": float(report["oof_accuracy"]), "oof_loss": float(report["oof_loss"])}
 
 
 def list_runs(root: Path = Path("models"), submissions: Path = Path("submissions/log.csv")) -> list[dict[str, Any]]:
@@ -40,12 +45,14 @@ def list_runs(root: Path = Path("models"), submissions: Path = Path("submissions
     rows = []
     for report_path in sorted([*root.glob("*/cv_report.json"), *root.glob("*/*/cv_report.json"),
                                *root.glob("*/" + BLEND_FILE), *root.glob("*/*/" + BLEND_FILE)]):
-        report = json.loads(report_path.read_text())
         folder = report_path.parent
-        rows.append(_blend_row(folder, report) if report_path.name == BLEND_FILE else _run_row(folder, report))
-    log = _submissions(submissions)
+        try:
+            rows.append(_blend_row(folder) if report_path.name == BLEND_FILE else _run_row(folder))
+        except (UserError, KeyError, TypeError, ValueError) as exc:  # one damaged folder must not hide the others
+            log.warning(f"runs: skipped {folder}: {exc}")
+    made_from = _submissions(submissions)
     for row in rows:
-        made = [score for run, score in zip(log["run"], log["public_score"]) if Path(run) == Path(row["name"])]
+        made = [score for run, score in zip(made_from["run"], made_from["public_score"]) if Path(run) == Path(row["name"])]
         scores = [score for score in made if score]
         row["submissions"] = len(made)
         row["public_score"] = float(scores[-1]) if scores else None  # the latest one recorded

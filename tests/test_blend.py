@@ -18,6 +18,7 @@ from competition.cv import run_cv
 from competition.data import Digits, read_train
 from competition.ensemble import Ensemble
 from competition.errors import UserError
+from competition.runs import list_runs
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +100,30 @@ def test_runs_that_do_not_line_up_or_are_gone_are_one_line_refusals(runs: dict[s
         Ensemble.load(tmp_path / "b")
 
 
+@pytest.mark.parametrize(("file", "content", "says"), [
+    ("cv_report.json", "{not json", "cv_report.json: not a cv report .*: not JSON"),
+    ("cv_report.json", '{"config": {}}', "cv_report.json: not a cv report .*: no data, rows, oof_accuracy, oof_loss"),
+    ("cv_report.json", '{"config": [], "data": "d", "rows": 400, "oof_accuracy": 1, "oof_loss": 0}',
+     "its config is not an object"),
+    ("oof.csv", "", r"oof.csv: not a run's OOF table .*\(No columns"),
+    ("oof.csv", "row,label\n0,1\n", "oof.csv: not a run's OOF table .*: no column p0, p1"),
+    ("oof.csv", "label," + ",".join(f"p{d}" for d in range(10)) + "\n1" + ",x" * 10 + "\n", "oof.csv: not a run's OOF"),
+    ("oof.csv", "label," + ",".join(f"p{d}" for d in range(10)) + "\n1" + ",0.1" * 10 + "\n", "oof.csv: 1 rows where"),
+])
+def test_a_damaged_run_is_a_one_line_refusal_and_the_runs_table_skips_it(
+        runs: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture, file: str, content: str, says: str) -> None:
+    damaged = tmp_path / "models" / "damaged"
+    shutil.copytree(runs["ref"], damaged)
+    (damaged / file).write_text(content)
+    with pytest.raises(UserError, match=says):
+        blend_runs(runs=[runs["ref"], damaged], out=tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+    shutil.copytree(runs["bn"], tmp_path / "models" / "bn")
+    if file == "cv_report.json":  # the table reads reports only
+        assert [Path(row["name"]).name for row in list_runs(tmp_path / "models")] == ["bn"]
+        assert "skipped" in caplog.text and "damaged" in caplog.text
+
+
 def test_the_runs_table_lists_runs_and_blends_best_first(runs: dict[str, Path], tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     root = runs["ref"].parent
@@ -111,6 +136,10 @@ def test_the_runs_table_lists_runs_and_blends_best_first(runs: dict[str, Path], 
     assert kinds["bn"] == ("run", "bncnn") and kinds["both"][0] == "blend"
     assert main(["runs", "--models", str(root)]) == 0
     assert "oof_accuracy" in capsys.readouterr().out
+    damaged_log = tmp_path / "log.csv"
+    damaged_log.write_text("time,file\n1,2\n")
+    with pytest.raises(UserError, match="log.csv: not a submissions log: no column run"):
+        list_runs(root, submissions=damaged_log)
 
 
 def _first_rows(n: int) -> Digits:
