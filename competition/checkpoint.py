@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,18 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _why_unloadable(exc: BaseException) -> str:
+    """torch.load's reason in a few words: its weights-only refusals are paragraphs that suggest weights_only=False."""
+    text = str(exc)
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if found:
+        return (f"it pickles {found.group(1)}, not only tensors, and unpickling that could run code; "
+                f"save the model's state_dict() instead")
+    if "WeightsUnpickler error" in text:
+        return "not a file of tensors that torch.save wrote"
+    return _first_line(exc)
+
+
 def _checked_normalize(value: object) -> dict[str, float]:
     """The normalisation a checkpoint names, if it is one a model can predict with."""
     if not isinstance(value, dict) or not {"mean", "std"} <= set(value):
@@ -89,7 +102,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise UserError(f"{path}: not a loadable PyTorch checkpoint ({_first_line(exc)})") from exc
+        raise UserError(f"{path}: not a loadable PyTorch checkpoint ({_why_unloadable(exc)})") from exc
     if not isinstance(payload, dict):
         raise UserError(f"{path}: holds a {type(payload).__name__}, not a checkpoint or state dict")
     if payload.get("format") == FORMAT:

@@ -138,12 +138,15 @@ class Exploit:
 def test_loader_never_runs_code_and_rejects_junk(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     evil = tmp_path / "evil.pt"
     torch.save({"conv1.weight": Exploit()}, evil)
-    with pytest.raises(UserError, match="not a loadable PyTorch checkpoint"):
+    with pytest.raises(UserError, match="not a loadable PyTorch checkpoint .it pickles print, not only tensors"):
         load_checkpoint(evil)
     assert "code ran on load" not in capsys.readouterr().out
     junk = tmp_path / "junk.pt"
     junk.write_bytes(pickle.dumps("hello"))
     with pytest.raises(UserError):
+        load_checkpoint(junk)
+    junk.write_bytes(b"x")
+    with pytest.raises(UserError, match=r"junk.pt: not a loadable PyTorch checkpoint \(not a file of tensors that torch.save wrote\)$"):
         load_checkpoint(junk)
     wrong = tmp_path / "wrong.pt"
     torch.save({"conv1.weight": torch.zeros(3)}, wrong)
