@@ -13,6 +13,7 @@ python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part cv|tta
         and their accuracy on sketchpad-like canvases of 1,000 of the fold's validation rows (the demo's path);
   plan  `best` with a plan (--plan, default the shipped competition/best.json) into WORK/arch, reusing the folds
         `arch` trained there: each run's and the blend's OOF errors and log loss, in all and per fold, fold times;
+        and with test-time augmentation (each run, and the blend with the same weights);
   gpu   (a CUDA GPU only) the default `cv` with data and augmentation on the device, seeds 42-44, against the CPU
         worker path on seed 42; `submit` of 28,000 rows; `tune` trials per hour;
   demo  the draw-a-digit path: a K-fold run on the bundled sample (train rows 0..9,999), read back from
@@ -308,9 +309,11 @@ def bench_plan(data: Path, out: Path, folds: int, *, plan: Path) -> dict[str, ob
     wall, rss = timed([sys.executable, "-m", "competition", "best", "--data", str(data), "--plan", str(plan),
                        "--out", str(out / "arch"), "--submission", str(out / "arch" / "submission.csv")])
     blend = json.loads((out / "arch" / "blend" / "blend.json").read_text())
-    labels = read_train(data).labels
+    train = read_train(data)
+    labels = train.labels
     assert labels is not None
     runs: dict[str, object] = {}
+    with_tta = []  # each member's OOF with test-time augmentation, for the blend with the same weights
     for member in blend["members"]:
         run = Path(member["run"])
         report = json.loads((run / "cv_report.json").read_text())
@@ -321,10 +324,20 @@ def bench_plan(data: Path, out: Path, folds: int, *, plan: Path) -> dict[str, ob
             per_fold.append({"fold": ck.fold, "errors": int((probs.argmax(1) != labels[rows]).sum()),
                              "log_loss": log_loss(probs, labels[rows]), "best_epoch": ck.metrics["best_epoch"],
                              "seconds": ck.metrics["seconds"], "images_per_s": ck.metrics["images_per_s"]})
+        with_tta.append(oof_probs(Ensemble.load(run), train.images, tta=True))
         runs[run.name] = {"config": report["config"], "oof_errors": member["oof_errors"], "oof_loss": member["oof_loss"],
+                          "tta": errors_and_loss(with_tta[-1], labels),
                           "train_seconds": report["train_seconds"], "folds": per_fold}
+    tta_blend = sum(member["weight"] * probs for member, probs in zip(blend["members"], with_tta))
     return {"plan": json.loads(plan.read_text()), "best_wall_seconds": wall, "best_peak_rss_gb": rss, "runs": runs,
-            "blend": {key: blend[key] for key in ("members", "oof_errors", "oof_accuracy", "oof_loss", "method")}}
+            "blend": {key: blend[key] for key in ("members", "oof_errors", "oof_accuracy", "oof_loss", "method")},
+            "blend_tta": errors_and_loss(np.asarray(tta_blend), labels)}
+
+
+def errors_and_loss(probs: np.ndarray, labels: np.ndarray) -> dict[str, object]:
+    from competition.metrics import log_loss
+
+    return {"oof_errors": int((probs.argmax(1) != labels).sum()), "oof_loss": log_loss(probs, labels)}
 
 
 def bench_step(data: Path, out: Path, folds: int) -> dict[str, object]:
@@ -362,14 +375,20 @@ def bench_tta(data: Path, out: Path, folds: int) -> dict[str, dict[str, object]]
     return {run.name: tta_effect(run, train.images, train.labels, test) for run in runs}
 
 
+def oof_probs(ensemble: Ensemble, images: np.ndarray, *, tta: bool) -> np.ndarray:
+    """(N, 10): each row predicted by the fold model that never saw it, with or without test-time augmentation."""
+    oof = np.zeros((len(images), 10), np.float32)
+    for ck in ensemble.members:
+        rows = np.asarray(ck.extra["oof_index"])
+        oof[rows] = predict_proba(ck.model, images[rows], ck.normalize, bf16=ck.config.bf16, tta=tta)
+    return oof
+
+
 def tta_effect(run: Path, images: np.ndarray, labels: np.ndarray, test: np.ndarray) -> dict[str, object]:
     ensemble = Ensemble.load(run)  # as submit runs it
     report: dict[str, object] = {"models": str(run), "rows": len(images), "tta_views": 1 + len(TTA_ROTATIONS)}
     for tta in (False, True):
-        oof = np.zeros((len(images), 10), np.float32)
-        for ck in ensemble.members:
-            rows = np.asarray(ck.extra["oof_index"])
-            oof[rows] = predict_proba(ck.model, images[rows], ck.normalize, bf16=ck.config.bf16, tta=tta)
+        oof = oof_probs(ensemble, images, tta=tta)
         start = time.perf_counter()
         for ck in ensemble.members:  # as submit predicts, with this TTA setting
             predict_proba(ck.model, test, ck.normalize, bf16=ck.config.bf16, tta=tta)
