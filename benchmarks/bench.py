@@ -13,7 +13,8 @@ python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part cv|tta
         and their accuracy on sketchpad-like canvases of 1,000 of the fold's validation rows (the demo's path);
   plan  `best` with a plan (--plan, default the shipped competition/best.json) into WORK/arch, reusing the folds
         `arch` trained there: each run's and the blend's OOF errors and log loss, in all and per fold, fold times;
-        and with test-time augmentation (each run, and the blend with the same weights);
+        with test-time augmentation (each run, and the blend with the same weights); and the equal-weight blend of
+        every subset of two or more runs, picked by the selection or not;
   gpu   (a CUDA GPU only) the default `cv` with data and augmentation on the device, seeds 42-44, against the CPU
         worker path on seed 42; `submit` of 28,000 rows; `tune` trials per hour;
   demo  the draw-a-digit path: a K-fold run on the bundled sample (train rows 0..9,999), read back from
@@ -37,6 +38,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -258,8 +260,6 @@ ARCH_RUNS = (("reference", "reference", 42), ("resnet", "resnet", 42), ("referen
 
 
 def bench_arch(data: Path, out: Path, folds: int, fold: int = 1, canvas_rows: int = 1000) -> dict[str, object]:
-    from itertools import combinations
-
     from competition.metrics import log_loss
     from competition.preprocess import segment
 
@@ -303,6 +303,7 @@ def bench_plan(data: Path, out: Path, folds: int, *, plan: Path) -> dict[str, ob
     """`best` with `plan` into OUT/arch, so that the folds `--part arch` trained there (runs of the same names) are
     reused; then each run's and the blend's OOF errors and log loss, in all and per fold. Fold times come from the
     checkpoints (the wall clock of a resumed `best` says nothing)."""
+    from competition.blend import load_run
     from competition.checkpoint import load_checkpoint
     from competition.metrics import log_loss
 
@@ -314,6 +315,7 @@ def bench_plan(data: Path, out: Path, folds: int, *, plan: Path) -> dict[str, ob
     assert labels is not None
     runs: dict[str, object] = {}
     with_tta = []  # each member's OOF with test-time augmentation, for the blend with the same weights
+    plain: dict[str, np.ndarray] = {}  # each member's OOF, for the equal-weight blends of every subset
     for member in blend["members"]:
         run = Path(member["run"])
         report = json.loads((run / "cv_report.json").read_text())
@@ -325,13 +327,16 @@ def bench_plan(data: Path, out: Path, folds: int, *, plan: Path) -> dict[str, ob
                              "log_loss": log_loss(probs, labels[rows]), "best_epoch": ck.metrics["best_epoch"],
                              "seconds": ck.metrics["seconds"], "images_per_s": ck.metrics["images_per_s"]})
         with_tta.append(oof_probs(Ensemble.load(run), train.images, tta=True))
+        plain[run.name] = load_run(run).probs
         runs[run.name] = {"config": report["config"], "oof_errors": member["oof_errors"], "oof_loss": member["oof_loss"],
                           "tta": errors_and_loss(with_tta[-1], labels),
                           "train_seconds": report["train_seconds"], "folds": per_fold}
     tta_blend = sum(member["weight"] * probs for member, probs in zip(blend["members"], with_tta))
     return {"plan": json.loads(plan.read_text()), "best_wall_seconds": wall, "best_peak_rss_gb": rss, "runs": runs,
             "blend": {key: blend[key] for key in ("members", "oof_errors", "oof_accuracy", "oof_loss", "method")},
-            "blend_tta": errors_and_loss(np.asarray(tta_blend), labels)}
+            "blend_tta": errors_and_loss(np.asarray(tta_blend), labels),
+            "equal_weight_blends": {" + ".join(names): errors_and_loss(np.mean([plain[n] for n in names], axis=0), labels)
+                                    for size in range(2, len(plain) + 1) for names in combinations(plain, size)}}
 
 
 def errors_and_loss(probs: np.ndarray, labels: np.ndarray) -> dict[str, object]:
