@@ -28,7 +28,9 @@ EpochHook = Callable[[int, float, float], bool]
 
 @dataclass
 class FitResult:
-    history: list[dict[str, float]]  # per epoch: train_loss, val_loss, watched_loss (= val_loss label-smoothed), val_acc, seconds, images_per_s
+    # per epoch: train_loss, val_loss, watched_loss (= val_loss label-smoothed), val_acc, seconds, images_per_s,
+    # lr (the learning rate at the epoch's end)
+    history: list[dict[str, float]]
     best_epoch: int  # 1-based epoch whose weights were restored
     val_probs: np.ndarray  # (n_val, 10) softmax of the restored model
     val_loss: float
@@ -54,20 +56,27 @@ def init_model(config: TrainConfig) -> nn.Module:
 
 
 class EarlyStopping:
-    """Keeps the weights of the epoch with the lowest watched loss; says when `patience` epochs brought none lower."""
+    """Keeps the weights of the epoch with the lowest watched loss; says when `patience` counted epochs brought none
+    lower. An epoch is counted unless the caller says it trained at a learning rate too high to judge by."""
 
     def __init__(self, model: nn.Module, patience: int) -> None:
         self.patience, self.best_loss, self.best_epoch, self.stale = patience, float("inf"), 0, 0
         self.best_state = copy.deepcopy(model.state_dict())
 
-    def update(self, model: nn.Module, epoch: int, loss: float) -> bool:
+    def update(self, model: nn.Module, epoch: int, loss: float, *, counts: bool = True) -> bool:
         """Record this epoch; True when training should stop."""
         if loss < self.best_loss:
             self.best_loss, self.best_epoch, self.stale = loss, epoch, 0
             self.best_state = copy.deepcopy(model.state_dict())
-        else:
+        elif counts:
             self.stale += 1
         return self.stale >= self.patience
+
+
+# Under the one-cycle schedule the validation loss jumps about while the learning rate is high, and the cooling
+# epochs are where it falls most: only epochs that end with the rate falling and at most this fraction of its
+# peak count toward the patience, so a fold is not stopped before it has cooled (docs/training.md).
+JUDGED_BELOW = 0.5
 
 
 def train_one_epoch(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], optimizer: torch.optim.Optimizer,
@@ -119,6 +128,7 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     images_total, train_total = 0, 0.0  # for the run's images/s, augmentation included
+    last_lr = optimizer.param_groups[0]["lr"]  # the one-cycle warm-up's start
     bar = tqdm(range(1, config.epochs + 1), desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
     for epoch in bar:
         tick = time.perf_counter()
@@ -128,9 +138,12 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
         images_total, train_total = images_total + seen, train_total + train_seconds
         _, scores = evaluate(model, *val, device=device, bf16=config.bf16, smoothing=config.label_smoothing)
         history.append({"epoch": epoch, "train_loss": train_loss, **scores, "seconds": time.perf_counter() - tick,
-                        "images_per_s": seen / train_seconds})
+                        "images_per_s": seen / train_seconds, "lr": optimizer.param_groups[0]["lr"]})
         bar.set_postfix(val_loss=f"{scores['val_loss']:.4f}", val_acc=f"{scores['val_acc']:.4f}", img_s=f"{seen / train_seconds:.0f}")
-        stop = stopper.update(model, epoch, scores["watched_loss"])
+        lr = optimizer.param_groups[0]["lr"]  # the rate this epoch ended at
+        cooled = scheduler is None or lr < last_lr and lr <= JUDGED_BELOW * config.lr
+        stop = stopper.update(model, epoch, scores["watched_loss"], counts=cooled)
+        last_lr = lr
         if (on_epoch is not None and on_epoch(epoch, scores["val_loss"], scores["val_acc"])) or stop:
             break
     bar.close()

@@ -108,6 +108,31 @@ def test_early_stopping_keeps_the_epoch_with_the_lowest_loss_that_training_minim
     assert [h["watched_loss"] == h["val_loss"] for h in result.history] == [smoothing == 0] * 2
 
 
+@pytest.mark.parametrize(("schedule", "stops_after"), [("constant", 2), ("onecycle", 5)])
+def test_early_stopping_waits_for_the_one_cycle_schedule_to_cool(monkeypatch: pytest.MonkeyPatch, schedule: str,
+                                                                  stops_after: int) -> None:
+    # Every validation is worse than the one before, so patience 1 stops at the first epoch that counts after the
+    # first. One-cycle over 8 epochs of 2 steps: the rate rises to its peak in epoch 2 and falls to half of it in
+    # epoch 5; the epochs before (warm-up, then the high rates) do not count.
+    labels = np.arange(20) % 10
+    calls = iter(range(100))
+
+    def worse_each_time(*args: object, **kwargs: object) -> np.ndarray:
+        right = 0.9 - 0.05 * next(calls)
+        probs = np.full((20, 10), (1 - right) / 9)
+        probs[np.arange(20), labels] = right
+        return probs
+
+    monkeypatch.setattr("competition.train.predict_proba", worse_each_time)
+    images = np.zeros((20, 28, 28), np.uint8)
+    config = TrainConfig(epochs=8, batch_size=10, workers=0, patience=1, schedule=schedule)
+    result = fit(build_model("reference", dropout=0.5), (images, labels), (images, labels), config, device=torch.device("cpu"))
+    assert len(result.history) == stops_after and result.best_epoch == 1
+    rates = [h["lr"] for h in result.history]
+    if schedule == "onecycle":  # the stop came in the first epoch that ended falling and at most half the peak
+        assert rates[1] > rates[0] and rates[-1] <= config.lr / 2 < rates[-2]
+
+
 def cli_config(*argv: str) -> TrainConfig:
     from competition.cli import build_parser, config_flags
 
