@@ -326,7 +326,7 @@ def bench_plan(data: Path, out: Path, folds: int, *, plan: Path) -> dict[str, ob
             per_fold.append({"fold": ck.fold, "errors": int((probs.argmax(1) != labels[rows]).sum()),
                              "log_loss": log_loss(probs, labels[rows]), "best_epoch": ck.metrics["best_epoch"],
                              "seconds": ck.metrics["seconds"], "images_per_s": ck.metrics["images_per_s"]})
-        with_tta.append(oof_probs(Ensemble.load(run), train.images, tta=True))
+        with_tta.append(oof_probs(Ensemble(members=checkpoints, source=run), train.images, tta=True))
         plain[run.name] = load_run(run).probs
         runs[run.name] = {"config": report["config"], "oof_errors": member["oof_errors"], "oof_loss": member["oof_loss"],
                           "tta": errors_and_loss(with_tta[-1], labels),

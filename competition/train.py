@@ -137,11 +137,11 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
         train_seconds = time.perf_counter() - tick
         images_total, train_total = images_total + seen, train_total + train_seconds
         _, scores = evaluate(model, *val, device=device, bf16=config.bf16, smoothing=config.label_smoothing)
-        history.append({"epoch": epoch, "train_loss": train_loss, **scores, "seconds": time.perf_counter() - tick,
-                        "images_per_s": seen / train_seconds, "lr": optimizer.param_groups[0]["lr"]})
-        bar.set_postfix(val_loss=f"{scores['val_loss']:.4f}", val_acc=f"{scores['val_acc']:.4f}", img_s=f"{seen / train_seconds:.0f}")
         lr = optimizer.param_groups[0]["lr"]  # the rate this epoch ended at
-        cooled = scheduler is None or lr < last_lr and lr <= JUDGED_BELOW * config.lr
+        history.append({"epoch": epoch, "train_loss": train_loss, **scores, "seconds": time.perf_counter() - tick,
+                        "images_per_s": seen / train_seconds, "lr": lr})
+        bar.set_postfix(val_loss=f"{scores['val_loss']:.4f}", val_acc=f"{scores['val_acc']:.4f}", img_s=f"{seen / train_seconds:.0f}")
+        cooled = scheduler is None or (lr < last_lr and lr <= JUDGED_BELOW * config.lr)
         stop = stopper.update(model, epoch, scores["watched_loss"], counts=cooled)
         last_lr = lr
         if (on_epoch is not None and on_epoch(epoch, scores["val_loss"], scores["val_acc"])) or stop:
