@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import plots
 from .config import TrainConfig
 from .errors import UserError
 from .io import atomic_write, read_csv, read_json
@@ -131,26 +132,35 @@ def blend_runs(*, runs: list[Path], out: Path, max_picks: int = 50) -> dict[str,
     weights = counts / counts.sum()
     probs = sum(w * run.probs for w, run in zip(weights, loaded))
     assert isinstance(probs, np.ndarray)
+    preds = probs.argmax(1)
+    best = min(loaded, key=lambda run: _score(run.probs, labels))
+    best_wrong, wrong = best.probs.argmax(1) != labels, preds != labels
     report: dict[str, Any] = {
         "format": FORMAT, "rows": len(labels), "split": loaded[0].split,
         "members": [{"run": str(run.path), "weight": float(w), "picks": int(c), "oof_accuracy": accuracy(run.probs, labels),
                      "oof_loss": log_loss(run.probs, labels), "oof_errors": run.errors}
                     for run, w, c in zip(loaded, weights, counts)],
         "oof_accuracy": accuracy(probs, labels), "oof_loss": log_loss(probs, labels),
-        "oof_errors": int((probs.argmax(1) != labels).sum()),
+        "oof_errors": int(wrong.sum()),
+        # what blending changed: the best member's errors the blend gets right, and its own new ones
+        "against_best_member": {"run": str(best.path), "fixed": int((best_wrong & ~wrong).sum()),
+                                "new_errors": int((wrong & ~best_wrong).sum())},
         "method": "greedy ensemble selection with replacement on OOF errors, log loss breaking ties",
     }
     table = pd.DataFrame(probs, columns=list(PROB_COLUMNS))
-    table.insert(0, "pred", probs.argmax(1))
+    table.insert(0, "pred", preds)
     table.insert(0, "label", labels)
     table.insert(0, "row", np.arange(len(labels)))
     atomic_write(out / "oof.csv", lambda h: table.to_csv(h, index=False, float_format="%.5f"), mode="w")
     atomic_write(out / BLEND_FILE, lambda h: json.dump(report, h, indent=2), mode="w")
+    plots.confusion(labels, preds, out / "confusion.png")
     for member in report["members"]:
         log.info(f"blend: {member['run']}: OOF {member['oof_accuracy']:.4f} ({member['oof_errors']} errors), "
                  f"loss {member['oof_loss']:.4f}; weight {member['weight']:.2f}")
+    change = report["against_best_member"]
     log.info(f"blend: OOF {report['oof_accuracy']:.4f} ({report['oof_errors']} errors), loss {report['oof_loss']:.4f}; "
-             f"wrote {out / BLEND_FILE}")
+             f"against {best.path} ({best.errors} errors): {change['fixed']} fixed, {change['new_errors']} new; "
+             f"wrote {out / BLEND_FILE} and {out / 'confusion.png'}")
     return report
 
 

@@ -57,6 +57,9 @@ def test_a_blend_of_two_architectures_is_accepted_everywhere_a_run_is(runs: dict
     assert main(["blend", str(runs["ref"]), str(runs["bn"]), "--out", str(out)]) == 0
     report = json.loads((out / "blend.json").read_text())
     assert report["oof_errors"] <= min(m["oof_errors"] for m in report["members"])
+    change, best = report["against_best_member"], min(report["members"], key=lambda m: (m["oof_errors"], m["oof_loss"]))
+    assert change["run"] == best["run"] and change["fixed"] - change["new_errors"] == best["oof_errors"] - report["oof_errors"]
+    assert (out / "confusion.png").stat().st_size > 0
     assert sum(m["weight"] for m in report["members"]) == pytest.approx(1)
     oof = pd.read_csv(out / "oof.csv")
     assert len(oof) == 400 and (oof["label"] != oof["pred"]).sum() == report["oof_errors"]
