@@ -40,10 +40,6 @@ class RunOOF:
     labels: np.ndarray  # (N,) int64
     split: dict[str, object]  # data, rows, folds, split seed: equal for runs whose OOF rows line up
 
-    @property
-    def errors(self) -> int:
-        return int((self.probs.argmax(1) != self.labels).sum())
-
 
 REPORT_FILE = "cv_report.json"
 REBUILD = "the same cv command rebuilds it from the fold checkpoints"
@@ -133,13 +129,14 @@ def blend_runs(*, runs: list[Path], out: Path, max_picks: int = 50) -> dict[str,
     probs = sum(w * run.probs for w, run in zip(weights, loaded))
     assert isinstance(probs, np.ndarray)
     preds = probs.argmax(1)
-    best = min(loaded, key=lambda run: _score(run.probs, labels))
+    scores = [_score(run.probs, labels) for run in loaded]  # (errors, log loss) per member
+    best = loaded[scores.index(min(scores))]
     best_wrong, wrong = best.probs.argmax(1) != labels, preds != labels
     report: dict[str, Any] = {
         "format": FORMAT, "rows": len(labels), "split": loaded[0].split,
         "members": [{"run": str(run.path), "weight": float(w), "picks": int(c), "oof_accuracy": accuracy(run.probs, labels),
-                     "oof_loss": log_loss(run.probs, labels), "oof_errors": run.errors}
-                    for run, w, c in zip(loaded, weights, counts)],
+                     "oof_loss": loss, "oof_errors": errors}
+                    for run, w, c, (errors, loss) in zip(loaded, weights, counts, scores)],
         "oof_accuracy": accuracy(probs, labels), "oof_loss": log_loss(probs, labels),
         "oof_errors": int(wrong.sum()),
         # what blending changed: the best member's errors the blend gets right, and its own new ones
@@ -159,7 +156,7 @@ def blend_runs(*, runs: list[Path], out: Path, max_picks: int = 50) -> dict[str,
                  f"loss {member['oof_loss']:.4f}; weight {member['weight']:.2f}")
     change = report["against_best_member"]
     log.info(f"blend: OOF {report['oof_accuracy']:.4f} ({report['oof_errors']} errors), loss {report['oof_loss']:.4f}; "
-             f"against {best.path} ({best.errors} errors): {change['fixed']} fixed, {change['new_errors']} new; "
+             f"against {best.path} ({min(scores)[0]} errors): {change['fixed']} fixed, {change['new_errors']} new; "
              f"wrote {out / BLEND_FILE} and {out / 'confusion.png'}")
     return report
 
