@@ -1,6 +1,6 @@
 """`make bench DATA=...`: the figures of docs/benchmarks.md, measured as a user runs them (CLI subprocesses, wall clock).
 
-python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part cv|tta|step|demo|arch|plan|gpu] [--work bench]
+python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part cv|tta|step|demo|arch|plan|serve|gpu] [--work bench]
   cv    `cv` with the default recipe on the given train file (K folds): OOF accuracy, wall time, images/s per
         fold, peak memory (largest process RSS); then `submit` on a 28,000-row test file (Kaggle's size);
   tta   every finished cv run in --work on this train file, with and without test-time augmentation: OOF
@@ -15,6 +15,9 @@ python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part cv|tta
         `arch` trained there: each run's and the blend's OOF errors and log loss, in all and per fold, fold times;
         with test-time augmentation (each run, and the blend with the same weights); and the equal-weight blend of
         every subset of two or more runs, picked by the selection or not;
+  serve what using a run or blend costs (--models, default WORK/arch/blend, `best`'s): `submit` of a 28,000-row
+        test file (wall time, peak memory), and the demo's server-side time per drawing (preprocess + every model)
+        on 500 sketchpad-like canvases of test rows;
   gpu   (a CUDA GPU only) the default `cv` with data and augmentation on the device, seeds 42-44, against the CPU
         worker path on seed 42; `submit` of 28,000 rows; `tune` trials per hour;
   demo  the draw-a-digit path: a K-fold run on the bundled sample (train rows 0..9,999), read back from
@@ -55,7 +58,7 @@ from competition.data import SAMPLE_DIR, read_test, read_train
 from competition.ensemble import Ensemble
 from competition.infer import TTA_ROTATIONS, autocast_dtype, predict_proba
 from competition.model import ARCHS, build_model
-from competition.recognize import recognize
+from competition.recognize import Reading, recognize
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -117,11 +120,8 @@ def bench_demo(data: Path, out: Path, folds: int, rows: int = 2000) -> dict[str,
     right: dict[str, list[bool]] = {style: [] for style in STYLES}
     latency: list[float] = []
     for img, label, style in zip(images, labels, styles):
-        canvas = random_canvas(img, rng, style=style)
-        value = canvas if canvas.shape[2] == 3 else {"background": None, "layers": [canvas], "composite": None}
-        start = time.perf_counter()
-        reading = recognize(value, ensemble)
-        latency.append(time.perf_counter() - start)
+        reading, seconds = read_drawing(img, style, rng, ensemble)
+        latency.append(seconds)
         right[style].append(reading.main is not None and reading.main.label == label)
     per_style = {style: float(np.mean(hits)) for style, hits in right.items()}
     canvas_acc = float(np.mean([h for hits in right.values() for h in hits]))
@@ -131,6 +131,28 @@ def bench_demo(data: Path, out: Path, folds: int, rows: int = 2000) -> dict[str,
     return {"models": str(run), "held_out_rows": "train rows 40000..41999", "plain_28x28_accuracy": plain,
             "canvas_accuracy": canvas_acc, "per_style": per_style, "server_side_latency": percentiles(latency),
             "concurrent_clients": concurrent, "page_clear_cycles": cycles}
+
+
+def read_drawing(image: np.ndarray, style: str, rng: np.random.Generator, ensemble: Ensemble) -> tuple[Reading, float]:
+    """`image` (28, 28) drawn on a sketchpad-like canvas in `style`, read as the demo reads it: the reading and the
+    seconds `recognize` took."""
+    canvas = random_canvas(image, rng, style=style)
+    value = canvas if canvas.shape[2] == 3 else {"background": None, "layers": [canvas], "composite": None}
+    start = time.perf_counter()
+    reading = recognize(value, ensemble)
+    return reading, time.perf_counter() - start
+
+
+def bench_serve(data: Path, out: Path, folds: int, *, models: Path | None, drawings: int = 500) -> dict[str, object]:
+    """What using `models` (a run or a blend; default `best`'s blend in OUT/arch) costs: `submit` of 28,000 rows, and
+    the demo's server-side time per drawing."""
+    models = models or out / "arch" / "blend"
+    ensemble = Ensemble.load(models)
+    rng = np.random.default_rng(0)
+    test = read_test(data).images[:drawings]
+    latency = [read_drawing(img, STYLES[i % len(STYLES)], rng, ensemble)[1] for i, img in enumerate(test)]
+    return {"models": str(models), "networks": len(ensemble.members), "server_side_latency": percentiles(latency),
+            "submit_28k": submit_28k(data, models, out, len(ensemble.members))}
 
 
 @contextmanager
@@ -452,17 +474,18 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="folder with the full train and test files")
     parser.add_argument("--work", type=Path, default=Path("bench"), help="runs and scratch files (default bench/)")
     parser.add_argument("--folds", type=int, default=5, help="K of the cv runs (default 5)")
-    parser.add_argument("--part", choices=["all", "cv", "tta", "step", "demo", "arch", "plan", "gpu"], default="all",
-                        help="what to measure (all: every part but arch, plan and gpu)")
+    parser.add_argument("--part", choices=["all", "cv", "tta", "step", "demo", "arch", "plan", "serve", "gpu"],
+                        default="all", help="what to measure (all: every part but arch, plan, serve and gpu)")
     parser.add_argument("--plan", type=Path, default=ROOT / "competition" / "best.json",
                         help="the plan of --part plan (default: the shipped one)")
+    parser.add_argument("--models", type=Path, help="the run or blend of --part serve (default: WORK/arch/blend)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     parts: dict[str, Callable[[Path, Path, int], Mapping[str, object]]] = {
         "cv": bench_cv, "tta": bench_tta, "step": bench_step, "demo": bench_demo, "arch": bench_arch,
-        "plan": partial(bench_plan, plan=args.plan), "gpu": bench_gpu}
-    on_demand = ("arch", "plan", "gpu")  # hours of training, or a GPU: only when asked for by name
+        "plan": partial(bench_plan, plan=args.plan), "serve": partial(bench_serve, models=args.models), "gpu": bench_gpu}
+    on_demand = ("arch", "plan", "serve", "gpu")  # hours of training, a GPU, or `best`'s blend: only when asked for
     info = host()
     for part, bench in parts.items():
         if args.part == part or (args.part == "all" and part not in on_demand):
