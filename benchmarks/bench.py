@@ -18,6 +18,9 @@ python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part cv|tta
   serve what using a run or blend costs (--models, default WORK/arch/blend, `best`'s): `submit` of a 28,000-row
         test file (wall time, peak memory), and the demo's server-side time per drawing (preprocess + every model)
         on 500 sketchpad-like canvases of test rows;
+  stroke fold 1 of the default recipe on the bundled sample with and without stroke augmentation (--stroke 0.5),
+        seeds 42 and 43: errors on the fold's validation rows as they are and with the pen a pixel narrower or wider,
+        and on 2,000 full-data rows it never saw, as they are and drawn as sketchpad-like canvases;
   gpu   (a CUDA GPU only) the default `cv` with data and augmentation on the device, seeds 42-44, against the CPU
         worker path on seed 42; `submit` of 28,000 rows; `tune` trials per hour;
   demo  the draw-a-digit path: a K-fold run on the bundled sample (train rows 0..9,999), read back from
@@ -281,9 +284,54 @@ ARCH_RUNS = (("reference", "reference", 42), ("resnet", "resnet", 42), ("referen
              ("bncnn", "bncnn", 42))
 
 
+def canvas_digits(images: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(N, 28, 28): each image drawn on a sketchpad-like canvas (the styles in turn) and brought back as the demo
+    brings it: the main digit (the most ink) of the segmented canvas."""
+    from competition.preprocess import segment
+
+    rng = np.random.default_rng(seed)
+    read = []
+    for i, image in enumerate(images):
+        canvas = random_canvas(image, rng, style=STYLES[i % len(STYLES)])
+        digits = segment(canvas if canvas.shape[2] == 3 else {"background": None, "layers": [canvas], "composite": None})
+        read.append(max(digits, key=lambda d: d.mass).image if digits else np.zeros((28, 28), np.uint8))
+    return np.stack(read)
+
+
+def bench_stroke(data: Path, out: Path, folds: int, rows: int = 2000) -> dict[str, object]:
+    """Fold 1 of K of the default recipe on the bundled sample, with and without `--stroke 0.5`, seeds 42 and 43
+    (split 42): errors on the fold's validation rows as they are, with the pen a pixel narrower and a pixel wider
+    (2x2 grey erosion, dilation), on full-data rows 40,000.. (never trained on) as they are and drawn as canvases."""
+    import cv2
+
+    full, sample = read_train(data), read_train(ROOT / SAMPLE_DIR)
+    assert full.labels is not None and sample.labels is not None
+    held = np.arange(40_000, 40_000 + rows)  # not in the sample
+    canvases = canvas_digits(full.images[held])
+    square = np.ones((2, 2), np.uint8)
+    runs = {}
+    for seed in (42, 43):
+        for stroke in (0.0, 0.5):
+            run = out / "stroke" / f"s{stroke:g}-seed{seed}"
+            if not (run / "fold1.pt").exists():
+                timed([sys.executable, "-m", "competition", "cv", "--data", str(ROOT / SAMPLE_DIR), "--seed", str(seed),
+                       "--split-seed", "42", "--stroke", str(stroke), "--folds", str(folds), "--fold", "1", "--out", str(run)])
+            ensemble = Ensemble.load(run / "fold1.pt")
+            val = np.asarray(ensemble.members[0].extra["oof_index"])
+            images, labels = sample.images[val], sample.labels[val]
+            variants = {"validation": (images, labels),
+                        "eroded": (np.stack([cv2.erode(x, square) for x in images]), labels),
+                        "dilated": (np.stack([cv2.dilate(x, square) for x in images]), labels),
+                        "held_out": (full.images[held], full.labels[held]), "canvas": (canvases, full.labels[held])}
+            runs[run.name] = {"seed": seed, "stroke": stroke, **ensemble.members[0].metrics,
+                              **{f"{name}_errors": int((ensemble.predict_proba(x).argmax(1) != y).sum())
+                                 for name, (x, y) in variants.items()}}
+            print(run.name, runs[run.name], flush=True)
+    return {"validation_rows": len(val), "held_out_rows": f"train rows 40000..{40_000 + rows - 1}", "runs": runs}
+
+
 def bench_arch(data: Path, out: Path, folds: int, fold: int = 1, canvas_rows: int = 1000) -> dict[str, object]:
     from competition.metrics import log_loss
-    from competition.preprocess import segment
 
     trained, ensembles = {}, {}
     for name, arch, seed in ARCH_RUNS:
@@ -297,15 +345,8 @@ def bench_arch(data: Path, out: Path, folds: int, fold: int = 1, canvas_rows: in
     assert full.labels is not None
     val = np.asarray(trained["reference"].extra["oof_index"])
     assert all(np.array_equal(np.asarray(ck.extra["oof_index"]), val) for ck in trained.values()), "one split for all"
-    # the demo's path: each canvas segmented once, its main digit (the most ink) read by every run's model
-    rng = np.random.default_rng(0)
     rows = val[:canvas_rows]
-    read = []
-    for i, row in enumerate(rows):
-        canvas = random_canvas(full.images[row], rng, style=STYLES[i % len(STYLES)])
-        digits = segment(canvas if canvas.shape[2] == 3 else {"background": None, "layers": [canvas], "composite": None})
-        read.append(max(digits, key=lambda d: d.mass).image if digits else np.zeros((28, 28), np.uint8))
-    canvases = np.stack(read)
+    canvases = canvas_digits(full.images[rows])  # segmented once, read by every run's model
     probs = {name: np.asarray(ck.extra["oof_probs"], dtype=np.float32) for name, ck in trained.items()}
     canvas_probs = {name: ensemble.predict_proba(canvases) for name, ensemble in ensembles.items()}
     blends = {}
@@ -474,8 +515,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="folder with the full train and test files")
     parser.add_argument("--work", type=Path, default=Path("bench"), help="runs and scratch files (default bench/)")
     parser.add_argument("--folds", type=int, default=5, help="K of the cv runs (default 5)")
-    parser.add_argument("--part", choices=["all", "cv", "tta", "step", "demo", "arch", "plan", "serve", "gpu"],
-                        default="all", help="what to measure (all: every part but arch, plan, serve and gpu)")
+    parser.add_argument("--part", choices=["all", "cv", "tta", "step", "demo", "arch", "plan", "serve", "stroke", "gpu"],
+                        default="all", help="what to measure (all: every part but arch, plan, serve, stroke and gpu)")
     parser.add_argument("--plan", type=Path, default=ROOT / "competition" / "best.json",
                         help="the plan of --part plan (default: the shipped one)")
     parser.add_argument("--models", type=Path, help="the run or blend of --part serve (default: WORK/arch/blend)")
@@ -484,8 +525,9 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     parts: dict[str, Callable[[Path, Path, int], Mapping[str, object]]] = {
         "cv": bench_cv, "tta": bench_tta, "step": bench_step, "demo": bench_demo, "arch": bench_arch,
-        "plan": partial(bench_plan, plan=args.plan), "serve": partial(bench_serve, models=args.models), "gpu": bench_gpu}
-    on_demand = ("arch", "plan", "serve", "gpu")  # hours of training, a GPU, or `best`'s blend: only when asked for
+        "plan": partial(bench_plan, plan=args.plan), "serve": partial(bench_serve, models=args.models),
+        "stroke": bench_stroke, "gpu": bench_gpu}
+    on_demand = ("arch", "plan", "serve", "stroke", "gpu")  # hours of training, a GPU, or `best`'s blend: only when asked for
     info = host()
     for part, bench in parts.items():
         if args.part == part or (args.part == "all" and part not in on_demand):

@@ -27,12 +27,16 @@ def build_transforms(config: TrainConfig) -> list[A.BasicTransform]:
     import albumentations as A
     import cv2
 
-    return [
+    transforms: list[A.BasicTransform] = [
         A.Affine(rotate=(-config.rotate, config.rotate),
                  translate_percent=(-config.shift, config.shift),
                  scale=(1 - config.scale, 1 + config.scale),
                  shear=(-config.shear, config.shear), border_mode=cv2.BORDER_CONSTANT, fill=0, p=1.0),
     ]
+    if config.stroke > 0:  # a pen a pixel wider or narrower: a 2x2 grey dilation or erosion
+        transforms.append(A.OneOf([A.Morphological(scale=(2, 2), operation="dilation", p=1.0),
+                                   A.Morphological(scale=(2, 2), operation="erosion", p=1.0)], p=config.stroke))
+    return transforms
 
 
 Batch = tuple[int, np.ndarray]  # (augmentation seed, row indices)

@@ -40,6 +40,7 @@ class TrainConfig:
     shift: float = 0.08  # augmentation: fraction of the image side, uniform in [-shift, shift] per axis
     scale: float = 0.1  # augmentation: relative zoom, uniform in [1 - scale, 1 + scale]
     shear: float = 5.0  # augmentation: degrees, uniform in [-shear, shear]
+    stroke: float = 0.0  # augmentation: probability that an image's strokes are thickened or thinned by a pixel (half each)
     pseudo_label: str = ""  # a run or blend whose confident test predictions join every fold's training part ("": none)
     pseudo_threshold: float = 0.99  # the least probability a pseudo-label needs
     tta: bool = False  # predict from 3 views (as is, rotated +-6 deg): OOF, submit, evaluate, predict and demo
@@ -57,8 +58,10 @@ class TrainConfig:
         return self.seed if self.split_seed < 0 else self.split_seed
 
     def hyperparameters(self) -> dict[str, object]:
-        """The fields that decide what a run learns: what its fingerprint covers."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in RUN_SETTINGS}
+        """The fields that decide what a run learns: what its fingerprint covers. A field added later is left out at
+        the value that trains as runs from before it did, so those runs keep their fingerprint and still resume."""
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if k not in RUN_SETTINGS and not (k in ADDED_LATER and v == ADDED_LATER[k])}
 
     def validate(self) -> TrainConfig:
         """Raise UserError naming the first out-of-range field."""
@@ -75,6 +78,7 @@ class TrainConfig:
             "shift": 0 <= self.shift < 0.5,
             "scale": 0 <= self.scale < 1,
             "shear": 0 <= self.shear < 45,
+            "stroke": 0 <= self.stroke <= 1,
             "aug_group": 1 <= self.aug_group <= 512,
             "workers": self.workers >= 0,
             "schedule": self.schedule in ("onecycle", "constant"),
@@ -111,6 +115,7 @@ class TrainConfig:
 
 
 RUN_SETTINGS = ("bf16", "workers", "aug_group", "data_on_device")
+ADDED_LATER = {"stroke": 0.0}  # hyperparameters added after runs existed -> the value those runs trained with
 
 # The original notebook's settings: Adam 1e-3 without weight decay, batch 64, rotation 15 deg only,
 # patience 10, up to 100 epochs, fp32.

@@ -5,7 +5,8 @@ of `augment.py` cannot keep up.
 The warps are albumentations' `Affine` family with the same parameter distributions (rotation, per-axis shift in
 whole pixels, per-axis scale, per-axis shear, about the image centre, black fill) built as the same matrices, then
 applied with `grid_sample` (bilinear) instead of OpenCV; a test checks both give the same image for the same
-parameters. Unlike the CPU path, every image gets its own draw (no grouping: a batched warp costs the same either way).
+parameters; the stroke change (`restroke`) gives albumentations' image exactly. Unlike the CPU path, every image
+gets its own draw (no grouping: a batched warp costs the same either way).
 """
 
 from __future__ import annotations
@@ -81,6 +82,25 @@ def warp(images: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
     return out.squeeze(1).round_().clamp_(0, 255).to(torch.uint8)
 
 
+def restroke(images: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
+    """uint8 (n, H, W) with each image's pen a pixel wider (change +1), narrower (-1) or as it is (0); change: (n,).
+
+    What albumentations' Morphological(scale=(2, 2)) does: OpenCV's 2x2 elliptical element is the pixel, its upper
+    and its left neighbour; outside the image counts as background for dilation and as ink for erosion (OpenCV's
+    default borders), so erosion does not eat strokes that touch the edge."""
+
+    def neighbours(fill: int) -> tuple[torch.Tensor, torch.Tensor]:
+        padded = F.pad(images, (1, 0, 1, 0), value=fill)  # a row on top, a column on the left
+        return padded[:, :-1, 1:], padded[:, 1:, :-1]  # each pixel's upper and left neighbour
+
+    up, left = neighbours(0)
+    grown = torch.maximum(images, torch.maximum(up, left))
+    up, left = neighbours(255)
+    shrunk = torch.minimum(images, torch.minimum(up, left))
+    change = change.view(-1, 1, 1)
+    return torch.where(change > 0, grown, torch.where(change < 0, shrunk, images))
+
+
 class DeviceBatches:
     """Iterable over one epoch of (augmented uint8 images (B, 28, 28), int64 labels (B,)), both on `device`.
 
@@ -106,5 +126,9 @@ class DeviceBatches:
             index = order[start:start + chunk]
             params = random_params(len(index), self.config, self.generator, self.device)
             images, labels = warp(self.images[index], affine_matrices(params)), self.labels[index]
+            if self.config.stroke > 0:  # drawn only then, so runs without it keep their random stream
+                draw = torch.rand(len(index), generator=self.generator, device=self.device)
+                change = torch.where(draw < self.config.stroke / 2, 1, torch.where(draw < self.config.stroke, -1, 0))
+                images = restroke(images, change)  # half wider, half narrower
             for first in range(0, len(index), size):
                 yield images[first:first + size], labels[first:first + size]

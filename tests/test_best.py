@@ -48,6 +48,7 @@ RUN = '{"name": "a", "recipe": "default"}'
     ('{"runs": [{"name": "a", "pseudo_label": "models/x"}]}', "unknown or unplannable fields ['pseudo_label']"),
     ('{"runs": [{"name": "a", "epochs": "3"}]}', "epochs='3' should be of type int"),
     ('{"runs": [{"name": "a", "dropout": 1.5}]}', "invalid dropout=1.5"),
+    ('{"runs": [{"name": "a", "stroke": 1.5}]}', "invalid stroke=1.5"),
     ('{"runs": [{"name": "a", "arch": "vit"}]}', "invalid arch='vit'"),
     ('{"runs": [{"name": "../a"}]}', "'name' should be a folder name"),
     ('{"runs": [{"name": "blend"}]}', "'name' should be a folder name"),

@@ -17,8 +17,9 @@ import torch
 from conftest import PIXELS, ROOT, SAMPLE, TINY_CV, run_cli, write_csv
 
 from competition.augment import make_loader
-from competition.config import TrainConfig, resolve
-from competition.data import SAMPLE_DIR, default_data_dir, fold_indices
+from competition.config import RUN_SETTINGS, TrainConfig, resolve
+from competition.cv import data_digest, fingerprint
+from competition.data import SAMPLE_DIR, Digits, default_data_dir, fold_indices, read_train
 from competition.errors import UserError
 from competition.model import build_model
 from competition.train import fit
@@ -73,6 +74,33 @@ def test_augmentation_off_leaves_images_as_they_are() -> None:
     config = TrainConfig(batch_size=8, workers=0, rotate=0, shift=0, scale=0, shear=0)
     (batch,) = _batches(config, images, np.zeros(8, np.int64))
     assert sorted(map(bytes, batch.numpy())) == sorted(map(bytes, images))
+
+
+def test_stroke_augmentation_thickens_about_half_and_thins_the_rest() -> None:
+    images = read_train(SAMPLE).images[:800]
+    still = TrainConfig(batch_size=800, workers=0, aug_group=1, rotate=0, shift=0, scale=0, shear=0)
+    ink = (images > 127).sum((1, 2))
+    (plain,) = _batches(still, images, np.zeros(800, np.int64))
+    (changed,) = _batches(still.replace(stroke=1.0), images, np.zeros(800, np.int64))
+    assert np.array_equal(np.sort((plain.numpy() > 127).sum((1, 2))), np.sort(ink))  # stroke 0: no change
+    after = np.sort((changed.numpy() > 127).sum((1, 2)))
+    thicker = (after > np.sort(ink)).mean()
+    assert 0.35 < thicker < 0.65 and np.median(after) != np.median(ink)
+    (half,) = _batches(still.replace(stroke=0.5), images, np.zeros(800, np.int64))
+    kept = len({bytes(img) for img in half.numpy()} & {bytes(img) for img in images})
+    assert 300 < kept < 500  # about half the images untouched
+
+
+def test_a_hyperparameter_added_later_keeps_older_runs_fingerprints() -> None:
+    import hashlib
+
+    data = Digits(images=np.zeros((10, 28, 28), np.uint8), labels=np.arange(10) % 10, source="zeros")
+    # what the version before `stroke` hashed: the same fields less that one
+    older = {k: v for k, v in TrainConfig().to_dict().items() if k not in RUN_SETTINGS and k != "stroke"}
+    digest = hashlib.sha1(data_digest(data).encode())
+    digest.update(json.dumps(older, sort_keys=True).encode())
+    assert fingerprint(data, TrainConfig(stroke=0.0)) == digest.hexdigest()[:16]
+    assert fingerprint(data, TrainConfig(stroke=0.5)) != fingerprint(data, TrainConfig())
 
 
 def test_epoch_hook_stops_training_and_best_weights_come_back() -> None:

@@ -12,7 +12,7 @@ from conftest import SAMPLE
 
 from competition.config import TrainConfig
 from competition.data import Digits, read_train
-from competition.device_augment import DeviceBatches, affine_matrices, random_params, warp
+from competition.device_augment import DeviceBatches, affine_matrices, random_params, restroke, warp
 
 CPU = torch.device("cpu")
 
@@ -47,6 +47,30 @@ def test_the_same_parameters_give_albumentations_image(digits: np.ndarray, rotat
     difference = np.abs(got.astype(int) - expected)
     assert difference.max() <= 2 and difference.mean() < 0.05  # interpolation rounding only
     assert np.abs(got.astype(int) - digits).mean() > 1  # and the images did change
+
+
+@pytest.mark.parametrize(("operation", "change"), [("dilation", 1), ("erosion", -1)])
+def test_restroke_gives_albumentations_image(digits: np.ndarray, operation: str, change: int) -> None:
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    import albumentations as A
+
+    edge = np.zeros((1, 28, 28), np.uint8)
+    edge[0, :, :3] = 255  # ink along the border: erosion must not eat it
+    images = np.concatenate([digits, edge])
+    morph = A.Morphological(scale=(2, 2), operation=operation, p=1.0)
+    expected = np.stack([morph(image=image)["image"] for image in images])
+    got = restroke(torch.from_numpy(images), torch.full((len(images),), change)).numpy()
+    assert np.array_equal(got, expected) and not np.array_equal(got, images)
+    assert np.array_equal(restroke(torch.from_numpy(images), torch.zeros(len(images), dtype=torch.int64)).numpy(), images)
+
+
+def test_device_batches_restroke_the_share_asked_for(digits: np.ndarray) -> None:
+    still = TrainConfig(batch_size=40, rotate=0, shift=0, scale=0, shear=0)
+    ink = (digits > 127).sum((1, 2))
+    for share, low, high in ((0.0, 0, 0), (1.0, 38, 40), (0.5, 10, 30)):
+        ((x, y),) = list(DeviceBatches(digits, np.arange(len(digits)), still.replace(stroke=share), CPU))
+        changed = ((x.numpy() > 127).sum((1, 2)) != ink[y.numpy()]).sum()
+        assert low <= changed <= high, share
 
 
 def test_zero_ranges_leave_the_images_as_they_are(digits: np.ndarray) -> None:
