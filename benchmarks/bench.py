@@ -1,6 +1,6 @@
 """`make bench DATA=...`: the figures of docs/benchmarks.md, measured as a user runs them (CLI subprocesses, wall clock).
 
-python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part cv|tta|step|demo|arch|plan|serve|gpu] [--work bench]
+python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part cv|tta|step|demo|arch|plan|folds|serve|stroke|gpu] [--work bench]
   cv    `cv` with the default recipe on the given train file (K folds): OOF accuracy, wall time, images/s per
         fold, peak memory (largest process RSS); then `submit` on a 28,000-row test file (Kaggle's size);
   tta   every finished cv run in --work on this train file, with and without test-time augmentation: OOF
@@ -15,6 +15,9 @@ python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part cv|tta
         `arch` trained there: each run's and the blend's OOF errors and log loss, in all and per fold, fold times;
         with test-time augmentation (each run, and the blend with the same weights); and the equal-weight blend of
         every subset of two or more runs, picked by the selection or not;
+  folds runs (--runs, finished or not) of one fold split compared fold by fold on the folds all of them have: each
+        run's errors, log loss, best epoch and speed per fold, and the equal-weight blend of every subset, from the
+        fold checkpoints' OOF predictions (no training);
   serve what using a run or blend costs (--models, default WORK/arch/blend, `best`'s): `submit` of a 28,000-row
         test file (wall time, peak memory), and the demo's server-side time per drawing (preprocess + every model)
         on 500 sketchpad-like canvases of test rows;
@@ -398,8 +401,39 @@ def bench_plan(data: Path, out: Path, folds: int, *, plan: Path) -> dict[str, ob
     return {"plan": json.loads(plan.read_text()), "best_wall_seconds": wall, "best_peak_rss_gb": rss, "runs": runs,
             "blend": {key: blend[key] for key in ("members", "oof_errors", "oof_accuracy", "oof_loss", "method")},
             "blend_tta": errors_and_loss(np.asarray(tta_blend), labels),
-            "equal_weight_blends": {" + ".join(names): errors_and_loss(np.mean([plain[n] for n in names], axis=0), labels)
-                                    for size in range(2, len(plain) + 1) for names in combinations(plain, size)}}
+            "equal_weight_blends": equal_weight_blends(plain, labels)}
+
+
+def equal_weight_blends(probs: Mapping[str, np.ndarray], labels: np.ndarray) -> dict[str, object]:
+    """Errors and log loss of the equal-weight blend of every subset of two or more of `probs` (name -> (N, 10))."""
+    return {" + ".join(names): errors_and_loss(np.mean([probs[n] for n in names], axis=0), labels)
+            for size in range(2, len(probs) + 1) for names in combinations(probs, size)}
+
+
+def bench_folds(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict[str, object]:
+    """Runs compared fold by fold where all have the fold: a run still training can be paired with finished ones."""
+    from competition.checkpoint import load_checkpoint
+
+    labels = read_train(data).labels
+    assert labels is not None
+    shared = [k for k in range(1, folds + 1) if all((run / f"fold{k}.pt").exists() for run in runs)]
+    if not shared:
+        raise SystemExit(f"no fold 1..{folds} that all of {', '.join(map(str, runs))} have")
+    configs: dict[str, object] = {}
+    per_fold: dict[str, list[dict[str, object]]] = {str(run): [] for run in runs}
+    blends = {}
+    for k in shared:
+        checkpoints = {str(run): load_checkpoint(run / f"fold{k}.pt") for run in runs}
+        rows = [np.asarray(ck.extra["oof_index"]) for ck in checkpoints.values()]
+        if not all(np.array_equal(r, rows[0]) for r in rows):
+            raise SystemExit(f"fold {k}: the runs' validation rows differ (another fold split)")
+        probs = {name: np.asarray(ck.extra["oof_probs"], dtype=np.float32) for name, ck in checkpoints.items()}
+        for name, ck in checkpoints.items():
+            configs[name] = ck.config.to_dict()
+            per_fold[name].append({"fold": k, **errors_and_loss(probs[name], labels[rows[0]]), **ck.metrics})
+        blends[f"fold {k}"] = equal_weight_blends(probs, labels[rows[0]])
+    return {"folds": shared, "runs": {name: {"config": configs[name], "folds": per_fold[name]} for name in per_fold},
+            "equal_weight_blends": blends}
 
 
 def errors_and_loss(probs: np.ndarray, labels: np.ndarray) -> dict[str, object]:
@@ -515,24 +549,29 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="folder with the full train and test files")
     parser.add_argument("--work", type=Path, default=Path("bench"), help="runs and scratch files (default bench/)")
     parser.add_argument("--folds", type=int, default=5, help="K of the cv runs (default 5)")
-    parser.add_argument("--part", choices=["all", "cv", "tta", "step", "demo", "arch", "plan", "serve", "stroke", "gpu"],
-                        default="all", help="what to measure (all: every part but arch, plan, serve, stroke and gpu)")
+    parser.add_argument("--part", choices=["all", "cv", "tta", "step", "demo", "arch", "plan", "folds", "serve", "stroke", "gpu"],
+                        default="all", help="what to measure (all: every part but arch, plan, folds, serve, stroke and gpu)")
     parser.add_argument("--plan", type=Path, default=ROOT / "competition" / "best.json",
                         help="the plan of --part plan (default: the shipped one)")
     parser.add_argument("--models", type=Path, help="the run or blend of --part serve (default: WORK/arch/blend)")
+    parser.add_argument("--runs", type=Path, nargs="+", default=[], help="the run folders of --part folds")
     args = parser.parse_args()
+    if args.part == "folds" and not args.runs:
+        parser.error("--part folds compares the runs named by --runs RUN [RUN ...]")
     args.work.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     parts: dict[str, Callable[[Path, Path, int], Mapping[str, object]]] = {
         "cv": bench_cv, "tta": bench_tta, "step": bench_step, "demo": bench_demo, "arch": bench_arch,
-        "plan": partial(bench_plan, plan=args.plan), "serve": partial(bench_serve, models=args.models),
+        "plan": partial(bench_plan, plan=args.plan), "folds": partial(bench_folds, runs=args.runs),
+        "serve": partial(bench_serve, models=args.models),
         "stroke": bench_stroke, "gpu": bench_gpu}
-    on_demand = ("arch", "plan", "serve", "stroke", "gpu")  # hours of training, a GPU, or `best`'s blend: only when asked for
+    on_demand = ("arch", "plan", "folds", "serve", "stroke", "gpu")  # hours of training, a GPU, or `best`'s blend: only when asked for
     info = host()
     for part, bench in parts.items():
         if args.part == part or (args.part == "all" and part not in on_demand):
             text = json.dumps({"host": info, "command": " ".join(sys.argv), **bench(args.data, args.work, args.folds)}, indent=2)
-            name = f"plan-{args.plan.stem.removeprefix('plan-')}" if part == "plan" else part  # one result per plan
+            name = {"plan": f"plan-{args.plan.stem.removeprefix('plan-')}",  # one result per plan, per compared run
+                    "folds": f"folds-{args.runs[-1].name if args.runs else ''}"}.get(part, part)
             (RESULTS / result_name(name, info)).write_text(text)
             print(text)
 

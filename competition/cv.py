@@ -110,7 +110,9 @@ def host() -> str:
     if info.is_file():
         text = info.read_text()
         cpu = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), cpu)
-        cpu += f", {torch.get_num_threads()} threads" + (", bf16" if "avx512_bf16" in text or "amx_bf16" in text else "")
+        threads = torch.get_num_threads()
+        cpu += (f", {threads} thread{'s' if threads != 1 else ''}"
+                + (", bf16" if "avx512_bf16" in text or "amx_bf16" in text else ", no bf16"))
     return cpu
 
 
@@ -119,7 +121,8 @@ def write_report(*, data: Digits, out: Path, config: TrainConfig, wall_seconds: 
     from . import plots  # matplotlib only when a report is written
 
     assert data.labels is not None
-    checkpoints = [load_checkpoint(out / f"fold{k}.pt") for k in range(1, config.folds + 1)]
+    paths = [out / f"fold{k}.pt" for k in range(1, config.folds + 1)]
+    checkpoints = [load_checkpoint(path) for path in paths]
     probs = np.zeros((len(data), 10), dtype=np.float32)
     for ck in checkpoints:
         probs[np.asarray(ck.extra["oof_index"])] = np.asarray(ck.extra["oof_probs"], dtype=np.float32)
@@ -127,12 +130,13 @@ def write_report(*, data: Digits, out: Path, config: TrainConfig, wall_seconds: 
     accs = np.array([ck.metrics["val_acc"] for ck in checkpoints])
     report = {
         "data": data.source, "data_digest": data_digest(data), "rows": len(data), "config": config.to_dict(),
-        "host": host(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        # when the last fold was saved: a report rebuilt later (a re-run, a lost oof.csv) keeps the run's date
+        "host": host(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(max(p.stat().st_mtime for p in paths))),
         "oof_accuracy": accuracy(probs, data.labels), "oof_loss": log_loss(probs, data.labels),
         "fold_acc_mean": float(accs.mean()), "fold_acc_std": float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,
         "folds": [{"fold": ck.fold, **ck.metrics} for ck in checkpoints],
-        "train_seconds": float(sum(ck.metrics["seconds"] for ck in checkpoints)),
-        "wall_seconds": wall_seconds,
+        "train_seconds": float(sum(ck.metrics["seconds"] for ck in checkpoints)),  # the folds' fits, however resumed
+        "wall_seconds": wall_seconds,  # of the `cv` call that wrote this report (0 when every fold was trained before)
     }
     atomic_write(out / "cv_report.json", lambda h: json.dump(report, h, indent=2), mode="w")
     table = pd.DataFrame(probs, columns=list(PROB_COLUMNS))

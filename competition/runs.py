@@ -29,7 +29,7 @@ def _run_row(folder: Path) -> dict[str, Any]:
     return {"name": str(folder), "kind": "run", "arch": config.arch, "epochs": config.epochs, "lr": config.lr,
             "dropout": config.dropout, "batch_size": config.batch_size, "seed": config.seed,
             "folds": config.folds, "rows": report["rows"], "oof_accuracy": float(report["oof_accuracy"]),
-            "oof_loss": float(report["oof_loss"]), "wall_min": round(report.get("wall_seconds", 0) / 60, 1),
+            "oof_loss": float(report["oof_loss"]), "train_min": round(float(report["train_seconds"]) / 60, 1),
             "host": report.get("host", ""), "finished": report.get("finished", "")}
 
 
@@ -64,6 +64,7 @@ def runs_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "no finished runs or blends under models/; `make cv` makes one"
     columns = ["name", "kind", "arch", "epochs", "lr", "dropout", "batch_size", "folds", "oof_accuracy", "oof_loss",
-               "public_score", "submissions", "wall_min", "host", "finished"]
+               "public_score", "submissions", "train_min", "host", "finished"]
     frame = pd.DataFrame(rows).reindex(columns=columns)
+    frame["public_score"] = pd.to_numeric(frame["public_score"])  # None (none recorded) prints as a blank, not "None"
     return frame.to_string(index=False, na_rep="", float_format=lambda v: f"{v:.5g}")

@@ -137,8 +137,12 @@ def test_the_runs_table_lists_runs_and_blends_best_first(runs: dict[str, Path], 
     assert [r["oof_accuracy"] for r in rows] == sorted((r["oof_accuracy"] for r in rows), reverse=True)
     kinds = {Path(r["name"]).name: (r["kind"], r["arch"]) for r in rows}
     assert kinds["bn"] == ("run", "bncnn") and kinds["both"][0] == "blend"
+    ref = next(r for r in rows if Path(r["name"]).name == "ref")
+    folds = json.loads((runs["ref"] / "cv_report.json").read_text())["folds"]
+    assert ref["train_min"] == round(sum(f["seconds"] for f in folds) / 60, 1)  # the folds' fits, not one call's wall
     assert main(["runs", "--models", str(root)]) == 0
-    assert "oof_accuracy" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "oof_accuracy" in table and "None" not in table  # no public score recorded: a blank
     damaged_log = tmp_path / "log.csv"
     damaged_log.write_text("time,file\n1,2\n")
     with pytest.raises(UserError, match="log.csv: not a submissions log: no column run"):

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -225,12 +226,17 @@ def test_tiny_cv_run_writes_everything(tiny_run: Path) -> None:
 def test_rerun_skips_finished_folds_and_refuses_other_settings(tiny_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "copy"
     shutil.copytree(tiny_run, run)
-    before = (run / "fold1.pt").stat().st_mtime_ns
+    saved = time.mktime((2026, 1, 2, 3, 4, 5, 0, 0, -1))  # the folds as if trained long ago
+    for fold in ("fold1.pt", "fold2.pt"):
+        os.utime(run / fold, (saved, saved))
+    trained = json.loads((run / "cv_report.json").read_text())["train_seconds"]
     same = ("cv", *TINY_CV, "--out", str(run))
     proc = run_cli(*same)
     assert proc.returncode == 0, proc.stderr
     assert "fold 1: already trained" in proc.stdout + proc.stderr
-    assert (run / "fold1.pt").stat().st_mtime_ns == before
+    assert (run / "fold1.pt").stat().st_mtime == saved
+    rebuilt = json.loads((run / "cv_report.json").read_text())  # the run's date and cost, not the re-run's
+    assert (rebuilt["finished"], rebuilt["train_seconds"]) == ("2026-01-02T03:04:05", trained)
     proc = run_cli(*same, "--lr", "0.01")
     assert proc.returncode == 1 and "trained on other data or settings" in proc.stderr
 
