@@ -427,11 +427,12 @@ def bench_folds(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict[
         rows = [np.asarray(ck.extra["oof_index"]) for ck in checkpoints.values()]
         if not all(np.array_equal(r, rows[0]) for r in rows):
             raise SystemExit(f"fold {k}: the runs' validation rows differ (another fold split)")
+        truth = labels[rows[0]]
         probs = {name: np.asarray(ck.extra["oof_probs"], dtype=np.float32) for name, ck in checkpoints.items()}
         for name, ck in checkpoints.items():
             configs[name] = ck.config.to_dict()
-            per_fold[name].append({"fold": k, **errors_and_loss(probs[name], labels[rows[0]]), **ck.metrics})
-        blends[f"fold {k}"] = equal_weight_blends(probs, labels[rows[0]])
+            per_fold[name].append({"fold": k, **errors_and_loss(probs[name], truth), **ck.metrics})
+        blends[f"fold {k}"] = equal_weight_blends(probs, truth)
     return {"folds": shared, "runs": {name: {"config": configs[name], "folds": per_fold[name]} for name in per_fold},
             "equal_weight_blends": blends}
 
