@@ -39,6 +39,7 @@ class RunOOF:
     probs: np.ndarray  # (N, 10) float32, each row predicted by the fold model that never saw it
     labels: np.ndarray  # (N,) int64
     split: dict[str, object]  # data, rows, folds, split seed: equal for runs whose OOF rows line up
+    oof_loss: float  # the run's cv_report.json figure: a blend records it, so a member retrained since is noticed
 
 
 REPORT_FILE = "cv_report.json"
@@ -53,11 +54,22 @@ def read_report(run: Path) -> tuple[dict[str, Any], TrainConfig]:
     report = read_json(path, what=f"cv report ({REBUILD})", keys=("config", "data", "rows", "oof_accuracy", "oof_loss"))
     if not isinstance(report["config"], dict):
         raise UserError(f"{path}: not a cv report ({REBUILD}): its config is not an object")
+    figures = ("rows", "oof_accuracy", "oof_loss")
+    if not all(isinstance(report[k], int | float) and not isinstance(report[k], bool) for k in figures):
+        raise UserError(f"{path}: not a cv report ({REBUILD}): {', '.join(figures)} should be numbers")
     try:
         config = TrainConfig.from_dict(report["config"])
     except UserError as exc:
         raise UserError(f"{path}: not a cv report ({REBUILD}): {exc}") from exc
     return report, config
+
+
+def check_folds(run: Path, config: TrainConfig) -> None:
+    """Refuse a run missing fold checkpoints: its OOF predictions, and so a blend's weights, came from all of them."""
+    missing = [f"fold{k}.pt" for k in range(1, config.folds + 1) if not (run / f"fold{k}.pt").is_file()]
+    if missing:
+        raise UserError(f"{run}: {', '.join(missing)} missing ({config.folds - len(missing)} of its {config.folds} fold "
+                        f"models left) and its OOF predictions came from all {config.folds}; the same cv command trains them again")
 
 
 def load_run(run: Path) -> RunOOF:
@@ -67,6 +79,7 @@ def load_run(run: Path) -> RunOOF:
     if (run / BLEND_FILE).is_file():
         raise UserError(f"{run}: a blend; blend its runs instead")
     report, config = read_report(run)
+    check_folds(run, config)
     oof_path = run / "oof.csv"
     table = read_csv(oof_path, what=f"run's OOF table ({REBUILD})", columns=("label", *PROB_COLUMNS))
     try:
@@ -78,7 +91,7 @@ def load_run(run: Path) -> RunOOF:
                         f"not numbers; {REBUILD}")
     split = {"data": report.get("data_digest") or report["data"], "rows": report["rows"], "folds": config.folds,
              "split seed": config.fold_seed}
-    return RunOOF(path=run, probs=probs, labels=labels, split=split)
+    return RunOOF(path=run, probs=probs, labels=labels, split=split, oof_loss=float(report["oof_loss"]))
 
 
 def check_same_split(runs: list[RunOOF]) -> None:
@@ -119,6 +132,9 @@ def blend_runs(*, runs: list[Path], out: Path, max_picks: int = 50) -> dict[str,
     """Learn weights for `runs` on their OOF predictions; write OUT/blend.json and OUT/oof.csv; return the report."""
     if len(runs) < 2:
         raise UserError("a blend needs at least two runs")
+    twice = [run for k, run in enumerate(runs) if run.resolve() in {r.resolve() for r in runs[:k]}]
+    if twice:
+        raise UserError(f"{twice[0]}: named twice; selection with replacement already weighs a run up where that helps")
     loaded = [load_run(run) for run in runs]
     check_same_split(loaded)
     if out.exists() and not (out / BLEND_FILE).is_file():
@@ -135,7 +151,7 @@ def blend_runs(*, runs: list[Path], out: Path, max_picks: int = 50) -> dict[str,
     report: dict[str, Any] = {
         "format": FORMAT, "rows": len(labels), "split": loaded[0].split,
         "members": [{"run": str(run.path), "weight": float(w), "picks": int(c), "oof_accuracy": accuracy(run.probs, labels),
-                     "oof_loss": loss, "oof_errors": errors}
+                     "oof_loss": loss, "oof_errors": errors, "report_oof_loss": run.oof_loss}
                     for run, w, c, (errors, loss) in zip(loaded, weights, counts, scores)],
         "oof_accuracy": accuracy(probs, labels), "oof_loss": log_loss(probs, labels),
         "oof_errors": int(wrong.sum()),
@@ -162,13 +178,25 @@ def blend_runs(*, runs: list[Path], out: Path, max_picks: int = 50) -> dict[str,
 
 
 def read_blend(path: Path) -> list[tuple[Path, float]]:
-    """(run folder, weight) of each member of the blend in `path`; a one-line UserError for a member that is gone."""
-    report = read_json(path / BLEND_FILE, what="blend file", keys=("members",))
+    """(run folder, weight) of each member of the blend in `path`; a one-line UserError for a member that is gone,
+    lost folds or was trained again since the blend learned its weights."""
+    blend = path / BLEND_FILE
+    report = read_json(blend, what="blend file", keys=("members",))
     try:
-        members = [(Path(m["run"]), float(m["weight"])) for m in report["members"]]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{path / BLEND_FILE}: not a blend file ({exc})") from exc
-    for run, _ in members:
+        members = [(Path(m["run"]), float(m["weight"]), float(m["report_oof_loss"]) if "report_oof_loss" in m else None)
+                   for m in report["members"]]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UserError(f"{blend}: not a blend file ({exc})") from exc
+    for run, _, recorded in members:
         if not run.is_dir() or not any(run.glob("fold*.pt")):
-            raise UserError(f"{path / BLEND_FILE}: member run {run} is gone (no fold*.pt); blend again without it")
-    return [(run, weight) for run, weight in members if weight > 0]
+            raise UserError(f"{blend}: member run {run} is gone (no fold*.pt); blend again without it")
+        try:
+            run_report, config = read_report(run)
+            check_folds(run, config)
+        except UserError as exc:
+            raise UserError(f"{blend}: member {exc}") from exc
+        if recorded is not None and run_report["oof_loss"] != recorded:  # None: a blend file from before it was recorded
+            raise UserError(f"{blend}: member run {run} was trained again since this blend (OOF loss "
+                            f"{run_report['oof_loss']:.5f}, was {recorded:.5f}): its weights were learned on other "
+                            f"predictions; blend again")
+    return [(run, weight) for run, weight, _ in members if weight > 0]

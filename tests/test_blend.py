@@ -13,7 +13,7 @@ from conftest import SAMPLE
 
 from competition.blend import blend_runs, select
 from competition.cli import main
-from competition.config import RECIPES
+from competition.config import RECIPES, TrainConfig
 from competition.cv import run_cv
 from competition.data import Digits, read_train
 from competition.ensemble import Ensemble
@@ -21,17 +21,24 @@ from competition.errors import UserError
 from competition.runs import list_runs
 
 
+def tiny_data() -> Digits:
+    """The first 400 sample rows."""
+    full = read_train(SAMPLE)
+    assert full.labels is not None
+    return Digits(images=full.images[:400], labels=full.labels[:400], source=f"{full.source}[:400]")
+
+
+def tiny_config(recipe: str, split_seed: int) -> TrainConfig:
+    return RECIPES[recipe].replace(folds=2, epochs=2, batch_size=32, workers=0, seed=1, split_seed=split_seed)
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny finished runs on the first 400 sample rows: two architectures on one split, and one on another split."""
-    full = read_train(SAMPLE)
-    assert full.labels is not None
-    data = Digits(images=full.images[:400], labels=full.labels[:400], source=f"{full.source}[:400]")
-    root = tmp_path_factory.mktemp("models")
+    data, root = tiny_data(), tmp_path_factory.mktemp("models")
     made = {}
     for name, recipe, split_seed in (("ref", "default", 7), ("bn", "bncnn", 7), ("other", "default", 8)):
-        config = RECIPES[recipe].replace(folds=2, epochs=2, batch_size=32, workers=0, seed=1, split_seed=split_seed)
-        run_cv(data=data, out=root / name, config=config)
+        run_cv(data=data, out=root / name, config=tiny_config(recipe, split_seed))
         made[name] = root / name
     return made
 
@@ -103,11 +110,38 @@ def test_runs_that_do_not_line_up_or_are_gone_are_one_line_refusals(runs: dict[s
         Ensemble.load(tmp_path / "b")
 
 
+def test_a_run_named_twice_or_missing_folds_is_refused_and_a_blend_notices_a_member_trained_again(
+        runs: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="ref: named twice"):
+        blend_runs(runs=[runs["ref"], runs["bn"], runs["ref"].parent / "." / "ref"], out=tmp_path / "x")
+    partial = tmp_path / "partial"
+    shutil.copytree(runs["bn"], partial)
+    (partial / "fold2.pt").unlink()
+    with pytest.raises(UserError, match=r"partial: fold2.pt missing \(1 of its 2 fold models left\)"):
+        blend_runs(runs=[runs["ref"], partial], out=tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+    member = tmp_path / "member"
+    shutil.copytree(runs["bn"], member)
+    blend_runs(runs=[runs["ref"], member], out=tmp_path / "b")
+    run_cv(data=tiny_data(), out=member, config=tiny_config("bncnn", 7))  # finds both folds: rebuilds the same report
+    assert Ensemble.load(tmp_path / "b").members  # loads: the rebuilt report has the same OOF loss
+    shutil.move(member / "fold1.pt", tmp_path / "fold1.pt")
+    with pytest.raises(UserError, match=r"b/blend.json: member .*member: fold1.pt missing"):
+        Ensemble.load(tmp_path / "b")
+    shutil.move(tmp_path / "fold1.pt", member / "fold1.pt")
+    run_cv(data=tiny_data(), out=member, config=tiny_config("bncnn", 7).replace(seed=2), force=True)
+    with pytest.raises(UserError, match=r"member run .*member was trained again since this blend \(OOF loss .*, was"):
+        Ensemble.load(tmp_path / "b")
+
+
 @pytest.mark.parametrize(("file", "content", "says"), [
     ("cv_report.json", "{not json", "cv_report.json: not a cv report .*: not JSON"),
     ("cv_report.json", '{"config": {}}', "cv_report.json: not a cv report .*: no data, rows, oof_accuracy, oof_loss"),
     ("cv_report.json", '{"config": [], "data": "d", "rows": 400, "oof_accuracy": 1, "oof_loss": 0}',
      "its config is not an object"),
+    ("cv_report.json", '{"config": {}, "data": "d", "rows": 400, "oof_accuracy": 1, "oof_loss": "low"}',
+     "rows, oof_accuracy, oof_loss should be numbers"),
     ("oof.csv", "", r"oof.csv: not a run's OOF table .*\(No columns"),
     ("oof.csv", "row,label\n0,1\n", "oof.csv: not a run's OOF table .*: no column p0, p1"),
     ("oof.csv", "label," + ",".join(f"p{d}" for d in range(10)) + "\n1" + ",x" * 10 + "\n", "oof.csv: not a run's OOF"),
