@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from .blend import BLEND_FILE, read_report
+from .blend import BLEND_FILE, check_folds, read_blend, read_report
 from .errors import UserError
 from .io import read_csv, read_json
 
@@ -26,6 +26,7 @@ def _submissions(log_path: Path) -> pd.DataFrame:
 
 def _run_row(folder: Path) -> dict[str, Any]:
     report, config = read_report(folder)
+    check_folds(folder, config)  # a run that lost a fold is not the ensemble its figures describe
     return {"name": str(folder), "kind": "run", "arch": config.arch, "epochs": config.epochs, "lr": config.lr,
             "dropout": config.dropout, "batch_size": config.batch_size, "seed": config.seed,
             "folds": config.folds, "rows": report["rows"], "oof_accuracy": float(report["oof_accuracy"]),
@@ -35,6 +36,7 @@ def _run_row(folder: Path) -> dict[str, Any]:
 
 def _blend_row(folder: Path) -> dict[str, Any]:
     report = read_json(folder / BLEND_FILE, what="blend file", keys=("members", "rows", "oof_accuracy", "oof_loss"))
+    read_blend(folder)  # its figures hold only while every member is the run it was blended from
     members = [f"{Path(m['run']).name}×{m['weight']:.2f}" for m in report["members"] if m["weight"] > 0]
     return {"name": str(folder), "kind": "blend", "arch": " + ".join(members), "rows": report["rows"],
             "oof_accuracy": float(report["oof_accuracy"]), "oof_loss": float(report["oof_loss"])}

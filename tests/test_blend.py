@@ -111,7 +111,7 @@ def test_runs_that_do_not_line_up_or_are_gone_are_one_line_refusals(runs: dict[s
 
 
 def test_a_run_named_twice_or_missing_folds_is_refused_and_a_blend_notices_a_member_trained_again(
-        runs: dict[str, Path], tmp_path: Path) -> None:
+        runs: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with pytest.raises(UserError, match="ref: named twice"):
         blend_runs(runs=[runs["ref"], runs["bn"], runs["ref"].parent / "." / "ref"], out=tmp_path / "x")
     partial = tmp_path / "partial"
@@ -133,6 +133,8 @@ def test_a_run_named_twice_or_missing_folds_is_refused_and_a_blend_notices_a_mem
     run_cv(data=tiny_data(), out=member, config=tiny_config("bncnn", 7).replace(seed=2), force=True)
     with pytest.raises(UserError, match=r"member run .*member was trained again since this blend \(OOF loss .*, was"):
         Ensemble.load(tmp_path / "b")
+    assert sorted(Path(row["name"]).name for row in list_runs(tmp_path)) == ["member"]  # not the blend, not `partial`
+    assert "skipped" in caplog.text and "trained again" in caplog.text and "fold2.pt missing" in caplog.text
 
 
 @pytest.mark.parametrize(("file", "content", "says"), [
