@@ -187,6 +187,10 @@ def read_blend(path: Path) -> list[tuple[Path, float]]:
                    for m in report["members"]]
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UserError(f"{blend}: not a blend file ({exc})") from exc
+    weights = [m["weight"] for m in report["members"]]
+    if not all(isinstance(w, int | float) and not isinstance(w, bool) and 0 <= w <= 1 for w in weights) or not sum(weights):
+        raise UserError(f"{blend}: not a blend file (weights {weights}: each should be a number from 0 to 1, "
+                        f"at least one above 0)")
     for run, _, recorded in members:
         if not run.is_dir() or not any(run.glob("fold*.pt")):
             raise UserError(f"{blend}: member run {run} is gone (no fold*.pt); blend again without it")

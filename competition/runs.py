@@ -35,8 +35,8 @@ def _run_row(folder: Path) -> dict[str, Any]:
 
 
 def _blend_row(folder: Path) -> dict[str, Any]:
+    read_blend(folder)  # a well-formed blend; its figures hold only while every member is the run it was blended from
     report = read_json(folder / BLEND_FILE, what="blend file", keys=("members", "rows", "oof_accuracy", "oof_loss"))
-    read_blend(folder)  # its figures hold only while every member is the run it was blended from
     members = [f"{Path(m['run']).name}×{m['weight']:.2f}" for m in report["members"] if m["weight"] > 0]
     return {"name": str(folder), "kind": "blend", "arch": " + ".join(members), "rows": report["rows"],
             "oof_accuracy": float(report["oof_accuracy"]), "oof_loss": float(report["oof_loss"])}

@@ -137,6 +137,19 @@ def test_a_run_named_twice_or_missing_folds_is_refused_and_a_blend_notices_a_mem
     assert "skipped" in caplog.text and "trained again" in caplog.text and "fold2.pt missing" in caplog.text
 
 
+@pytest.mark.parametrize("weight", ["nan", -1, 0, 2, True, None])
+def test_a_blend_file_whose_weights_cannot_weigh_is_refused(runs: dict[str, Path], tmp_path: Path, weight: object,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    blend = tmp_path / "models" / "b"
+    report = blend_runs(runs=[runs["ref"], runs["bn"]], out=blend)
+    for member in report["members"]:
+        member["weight"] = weight
+    (blend / "blend.json").write_text(json.dumps(report))
+    with pytest.raises(UserError, match="b/blend.json: not a blend file"):
+        Ensemble.load(blend)
+    assert list_runs(tmp_path / "models") == [] and "skipped" in caplog.text
+
+
 @pytest.mark.parametrize(("file", "content", "says"), [
     ("cv_report.json", "{not json", "cv_report.json: not a cv report .*: not JSON"),
     ("cv_report.json", '{"config": {}}', "cv_report.json: not a cv report .*: no data, rows, oof_accuracy, oof_loss"),
