@@ -186,7 +186,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps(row, allow_nan=False))
     else:
-        print(runs_table(rows))
+        print(runs_table(rows, args.models))
     return 0
 
 
@@ -204,11 +204,11 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _non_negative(kind: type) -> Callable[[str], Any]:
+def _at_least(kind: type, minimum: float = 0) -> Callable[[str], Any]:
     def parse(text: str) -> object:
         value = kind(text)
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
         return value
     parse.__name__ = kind.__name__
     return parse
@@ -238,14 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
     helps = field_help()
     for name, kind in CONFIG_FLAGS.items():
         default = TrainConfig.__dataclass_fields__[name].default
-        cv.add_argument(f"--{name.replace('_', '-')}", type=str if kind is str else _non_negative(kind),
+        cv.add_argument(f"--{name.replace('_', '-')}", type=str if kind is str else _at_least(kind),
                         help=f"{helps[name]} (default {default!r})")
     cv.add_argument("--no-bf16", action="store_true", help="train in float32 even where the hardware computes bf16 (slower there)")
     cv.add_argument("--tta", action="store_true", help=helps["tta"])
     cv.add_argument("--data-on-device", choices=["auto", "yes", "no"],
                     help="keep the fold's images on the training device and augment them there (default auto: on CUDA)")
-    cv.add_argument("--limit", type=_non_negative(int), help="use only the first N rows (quick trials)")
-    cv.add_argument("--fold", type=_non_negative(int), help="train only this fold (1..K), e.g. one per machine")
+    cv.add_argument("--limit", type=_at_least(int, 1), help="use only the first N rows (quick trials)")
+    cv.add_argument("--fold", type=_at_least(int, 1), help="train only this fold (1..K), e.g. one per machine")
     cv.add_argument("--force", action="store_true", help="retrain folds that are already in --out")
     cv.set_defaults(run=cmd_cv)
 
@@ -261,12 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--fold-epochs", type=int, default=3, help="epochs per fold in a trial (default 3)")
     tune.add_argument("--jobs", type=int, default=1, help="worker processes on this machine sharing the study (default 1)")
     tune.add_argument("--out", type=Path, default=Path("models/tune"), help="results folder (default models/tune)")
-    tune.add_argument("--limit", type=_non_negative(int), help="use only the first N rows")
+    tune.add_argument("--limit", type=_at_least(int, 1), help="use only the first N rows")
     tune.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # a helper started by --jobs
     tune.set_defaults(run=cmd_tune)
 
     submit = sub.add_parser("submit", help="ensemble the fold models over test.csv -> submission.csv")
-    submit.add_argument("--models", type=Path, help="run folder or checkpoint file (default: latest run in models/)")
+    submit.add_argument("--models", type=Path, help="run folder, blend folder or checkpoint file (default: latest run in models/)")
     submit.add_argument("--data", type=Path, help="test.csv / .csv.gz / Kaggle zip / folder (default: data/, else the sample)")
     submit.add_argument("--out", type=Path, help="the file to write (default submissions/submission.csv, or "
                         "submissions/submission-N-rows.csv when the test file is not Kaggle's 28,000 rows); a timestamped copy "
@@ -274,19 +274,19 @@ def build_parser() -> argparse.ArgumentParser:
     submit.set_defaults(run=cmd_submit)
 
     evaluate = sub.add_parser("evaluate", help="accuracy of the ensemble and each model on a labelled file")
-    evaluate.add_argument("--models", type=Path, help="run folder or checkpoint file (default: latest run)")
+    evaluate.add_argument("--models", type=Path, help="run folder, blend folder or checkpoint file (default: latest run)")
     evaluate.add_argument("--data", type=Path, help="a labelled train-format file or folder")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(run=cmd_evaluate)
 
     predict = sub.add_parser("predict", help="read the digits in image files (canvases, scans, photos)")
     predict.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
-    predict.add_argument("--models", type=Path, help="run folder or checkpoint file (default: latest run)")
+    predict.add_argument("--models", type=Path, help="run folder, blend folder or checkpoint file (default: latest run)")
     predict.add_argument("--json", action="store_true", help="one JSON object per image")
     predict.set_defaults(run=cmd_predict)
 
     demo = sub.add_parser("demo", help="the draw-a-digit page (Gradio)")
-    demo.add_argument("--models", type=Path, help="run folder or checkpoint file (default: latest run)")
+    demo.add_argument("--models", type=Path, help="run folder, blend folder or checkpoint file (default: latest run)")
     demo.add_argument("--host", default="127.0.0.1",
                       help="address to serve on (default 127.0.0.1: this machine only; 0.0.0.0: every network)")
     demo.add_argument("--port", type=_port, default=7860, help="1..65535 (default 7860)")
@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("file", type=Path, nargs="?", default=Path("submissions/submission.csv"),
                         help="the submission (default submissions/submission.csv)")
     upload.add_argument("-m", "--message", help="the submission's description (default: its run and CV score, from log.csv)")
-    upload.add_argument("--wait", type=_non_negative(float), default=300,
+    upload.add_argument("--wait", type=_at_least(float), default=300,
                         help="seconds to wait for the public score before leaving it to Kaggle's page (default 300)")
     upload.set_defaults(run=cmd_kaggle_submit)
 

@@ -61,10 +61,10 @@ def list_runs(root: Path = Path("models"), submissions: Path = Path("submissions
     return sorted(rows, key=lambda row: -row["oof_accuracy"])
 
 
-def runs_table(rows: list[dict[str, Any]]) -> str:
+def runs_table(rows: list[dict[str, Any]], root: Path = Path("models")) -> str:
     """The rows as a text table, for the terminal."""
     if not rows:
-        return "no finished runs or blends under models/; `make cv` makes one"
+        return f"no finished runs or blends under {root}/; `make cv` makes one"
     columns = ["name", "kind", "arch", "epochs", "lr", "dropout", "batch_size", "folds", "oof_accuracy", "oof_loss",
                "public_score", "submissions", "train_min", "host", "finished"]
     frame = pd.DataFrame(rows).reindex(columns=columns)

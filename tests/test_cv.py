@@ -197,6 +197,15 @@ def test_every_cv_flag_reaches_the_config_and_the_seed_recipe_is_the_notebooks()
         1e-3, 0.0, 64, 15.0, 0.0, 10, 100)
 
 
+@pytest.mark.parametrize(("command", "flag"), [("cv", "--limit"), ("cv", "--fold"), ("tune", "--limit")])
+def test_a_count_flag_of_zero_is_refused_not_read_as_all(command: str, flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from competition.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main([command, flag, "0"])
+    assert stopped.value.code == 2 and f"argument {flag}: must be >= 1, got 0" in capsys.readouterr().err
+
+
 def test_importing_the_package_asks_no_network() -> None:
     """albumentations asks PyPI for its latest version on import unless NO_ALBUMENTATIONS_UPDATE is set."""
     code = ("import sys\n"
