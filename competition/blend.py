@@ -178,8 +178,8 @@ def blend_runs(*, runs: list[Path], out: Path, max_picks: int = 50) -> dict[str,
 
 
 def read_blend(path: Path) -> list[tuple[Path, float]]:
-    """(run folder, weight) of each member of the blend in `path`; a one-line UserError for a member that is gone,
-    lost folds or was trained again since the blend learned its weights."""
+    """(run folder, weight) of each member with a weight above 0 of the blend in `path`; a one-line UserError for such a
+    member that is gone, lost folds or was trained again since the blend learned its weights."""
     blend = path / BLEND_FILE
     report = read_json(blend, what="blend file", keys=("members",))
     try:
@@ -191,6 +191,7 @@ def read_blend(path: Path) -> list[tuple[Path, float]]:
     if not all(isinstance(w, int | float) and not isinstance(w, bool) and 0 <= w <= 1 for w in weights) or not sum(weights):
         raise UserError(f"{blend}: not a blend file (weights {weights}: each should be a number from 0 to 1, "
                         f"at least one above 0)")
+    members = [member for member in members if member[1] > 0]  # what selection left out may change or go
     for run, _, recorded in members:
         if not run.is_dir() or not any(run.glob("fold*.pt")):
             raise UserError(f"{blend}: member run {run} is gone (no fold*.pt); blend again without it")
@@ -203,4 +204,4 @@ def read_blend(path: Path) -> list[tuple[Path, float]]:
             raise UserError(f"{blend}: member run {run} was trained again since this blend (OOF loss "
                             f"{run_report['oof_loss']:.5f}, was {recorded:.5f}): its weights were learned on other "
                             f"predictions; blend again")
-    return [(run, weight) for run, weight, _ in members if weight > 0]
+    return [(run, weight) for run, weight, _ in members]

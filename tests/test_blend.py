@@ -102,9 +102,13 @@ def test_runs_that_do_not_line_up_or_are_gone_are_one_line_refusals(runs: dict[s
     with pytest.raises(UserError, match="unfinished: not a finished cv run"):
         blend_runs(runs=[runs["ref"], unfinished], out=tmp_path / "x")
     assert not (tmp_path / "x").exists()
-    copy = tmp_path / "copy"
-    shutil.copytree(runs["bn"], copy)
-    blend_runs(runs=[runs["ref"], copy], out=tmp_path / "b")
+    copy, unpicked = tmp_path / "copy", tmp_path / "unpicked"
+    shutil.copytree(runs["ref"], copy)
+    shutil.copytree(runs["bn"], unpicked)
+    members = blend_runs(runs=[copy, unpicked], out=tmp_path / "b")["members"]
+    assert members[0]["weight"] == 1 and members[1]["weight"] == 0  # on these tiny runs selection keeps only the first
+    shutil.rmtree(unpicked)
+    assert len(Ensemble.load(tmp_path / "b").members) == 2  # a member without weight may go: it predicts nothing here
     shutil.rmtree(copy)
     with pytest.raises(UserError, match=f"member run {copy} is gone"):
         Ensemble.load(tmp_path / "b")
@@ -122,15 +126,15 @@ def test_a_run_named_twice_or_missing_folds_is_refused_and_a_blend_notices_a_mem
     assert not (tmp_path / "x").exists()
 
     member = tmp_path / "member"
-    shutil.copytree(runs["bn"], member)
-    blend_runs(runs=[runs["ref"], member], out=tmp_path / "b")
-    run_cv(data=tiny_data(), out=member, config=tiny_config("bncnn", 7))  # finds both folds: rebuilds the same report
+    shutil.copytree(runs["ref"], member)
+    assert blend_runs(runs=[member, runs["bn"]], out=tmp_path / "b")["members"][0]["weight"] > 0  # the best member
+    run_cv(data=tiny_data(), out=member, config=tiny_config("default", 7))  # finds both folds: rebuilds the same report
     assert Ensemble.load(tmp_path / "b").members  # loads: the rebuilt report has the same OOF loss
     shutil.move(member / "fold1.pt", tmp_path / "fold1.pt")
     with pytest.raises(UserError, match=r"b/blend.json: member .*member: fold1.pt missing"):
         Ensemble.load(tmp_path / "b")
     shutil.move(tmp_path / "fold1.pt", member / "fold1.pt")
-    run_cv(data=tiny_data(), out=member, config=tiny_config("bncnn", 7).replace(seed=2), force=True)
+    run_cv(data=tiny_data(), out=member, config=tiny_config("default", 7).replace(seed=2), force=True)
     with pytest.raises(UserError, match=r"member run .*member was trained again since this blend \(OOF loss .*, was"):
         Ensemble.load(tmp_path / "b")
     assert sorted(Path(row["name"]).name for row in list_runs(tmp_path)) == ["member"]  # not the blend, not `partial`
