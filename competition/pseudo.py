@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .blend import BLEND_FILE, read_blend, read_report
+from .blend import BLEND_FILE, check_folds, read_blend, read_report
 from .config import TrainConfig
 from .data import Digits
 from .errors import UserError
@@ -40,7 +40,10 @@ class PseudoLabels:
 def _trained_on(source: Path) -> list[tuple[Path, dict[str, object], TrainConfig]]:
     """(run, its cv report, its configuration) for the runs behind `source`."""
     runs = [run for run, _ in read_blend(source)] if (source / BLEND_FILE).is_file() else [source]
-    return [(run, *read_report(run)) for run in runs]
+    found = [(run, *read_report(run)) for run in runs]
+    for run, _, config in found:
+        check_folds(run, config)  # fold k's pseudo-labels come from its fold-k models
+    return found
 
 
 def pseudo_labels(*, source: Path, train: Digits, test: Digits, config: TrainConfig, digest: str) -> PseudoLabels:
@@ -50,7 +53,11 @@ def pseudo_labels(*, source: Path, train: Digits, test: Digits, config: TrainCon
 
     if not source.is_dir():
         raise UserError(f"--pseudo-label {source}: no such run or blend folder")
-    for run, report, theirs in _trained_on(source):
+    try:
+        sources = _trained_on(source)
+    except UserError as exc:
+        raise UserError(f"--pseudo-label {source}: {exc}") from exc
+    for run, report, theirs in sources:
         trained_on = str(report.get("data_digest") or report["data"])  # the file, for runs from before digests
         if trained_on not in (digest, train.source):
             raise UserError(f"--pseudo-label {source}: {run} was trained on {report['data']}, not on {train.source}; "

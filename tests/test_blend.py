@@ -21,11 +21,10 @@ from competition.errors import UserError
 from competition.runs import list_runs
 
 
-def tiny_data() -> Digits:
-    """The first 400 sample rows."""
+def _first_rows(n: int) -> Digits:
     full = read_train(SAMPLE)
     assert full.labels is not None
-    return Digits(images=full.images[:400], labels=full.labels[:400], source=f"{full.source}[:400]")
+    return Digits(images=full.images[:n], labels=full.labels[:n], source=f"{full.source}[:{n}]")
 
 
 def tiny_config(recipe: str, split_seed: int) -> TrainConfig:
@@ -35,7 +34,7 @@ def tiny_config(recipe: str, split_seed: int) -> TrainConfig:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny finished runs on the first 400 sample rows: two architectures on one split, and one on another split."""
-    data, root = tiny_data(), tmp_path_factory.mktemp("models")
+    data, root = _first_rows(400), tmp_path_factory.mktemp("models")
     made = {}
     for name, recipe, split_seed in (("ref", "default", 7), ("bn", "bncnn", 7), ("other", "default", 8)):
         run_cv(data=data, out=root / name, config=tiny_config(recipe, split_seed))
@@ -128,13 +127,13 @@ def test_a_run_named_twice_or_missing_folds_is_refused_and_a_blend_notices_a_mem
     member = tmp_path / "member"
     shutil.copytree(runs["ref"], member)
     assert blend_runs(runs=[member, runs["bn"]], out=tmp_path / "b")["members"][0]["weight"] > 0  # the best member
-    run_cv(data=tiny_data(), out=member, config=tiny_config("default", 7))  # finds both folds: rebuilds the same report
+    run_cv(data=_first_rows(400), out=member, config=tiny_config("default", 7))  # finds both folds: rebuilds the same report
     assert Ensemble.load(tmp_path / "b").members  # loads: the rebuilt report has the same OOF loss
     shutil.move(member / "fold1.pt", tmp_path / "fold1.pt")
     with pytest.raises(UserError, match=r"b/blend.json: member .*member: fold1.pt missing"):
         Ensemble.load(tmp_path / "b")
     shutil.move(tmp_path / "fold1.pt", member / "fold1.pt")
-    run_cv(data=tiny_data(), out=member, config=tiny_config("default", 7).replace(seed=2), force=True)
+    run_cv(data=_first_rows(400), out=member, config=tiny_config("default", 7).replace(seed=2), force=True)
     with pytest.raises(UserError, match=r"member run .*member was trained again since this blend \(OOF loss .*, was"):
         Ensemble.load(tmp_path / "b")
     assert sorted(Path(row["name"]).name for row in list_runs(tmp_path)) == ["member"]  # not the blend, not `partial`
@@ -202,12 +201,6 @@ def test_the_runs_table_lists_runs_and_blends_best_first(runs: dict[str, Path], 
         list_runs(root, submissions=damaged_log)
 
 
-def _first_rows(n: int) -> Digits:
-    full = read_train(SAMPLE)
-    assert full.labels is not None
-    return Digits(images=full.images[:n], labels=full.labels[:n], source=f"{full.source}[:{n}]")
-
-
 def test_pseudo_labels_join_every_training_part_and_never_a_validation_part(runs: dict[str, Path], tmp_path: Path,
                                                                             sample_head: Path) -> None:
     from competition.checkpoint import load_checkpoint
@@ -245,3 +238,8 @@ def test_pseudo_labels_join_every_training_part_and_never_a_validation_part(runs
         with pytest.raises(UserError, match=r"was trained on 2 folds of split seed 7, this run on \d folds? of split seed \d"):
             pseudo_labels(source=runs["ref"], train=data, test=test, config=config.replace(**changed),
                           digest=data_digest(data))
+    partial = tmp_path / "partial"
+    shutil.copytree(runs["ref"], partial)
+    (partial / "fold2.pt").unlink()  # fold 2 would get no pseudo-labels at all
+    with pytest.raises(UserError, match=r"--pseudo-label .*partial: .*partial: fold2.pt missing"):
+        pseudo_labels(source=partial, train=data, test=test, config=config, digest=data_digest(data))
