@@ -47,7 +47,8 @@ REBUILD = "the same cv command rebuilds it from the fold checkpoints"
 
 
 def read_report(run: Path) -> tuple[dict[str, Any], TrainConfig]:
-    """A finished run's cv_report.json and its configuration; a one-line UserError when it is missing or damaged."""
+    """A finished run's cv_report.json and its configuration; a one-line UserError when it is missing or damaged, or
+    when a fold checkpoint is missing (the report's figures, and a blend's weights, came from all of them)."""
     path = run / REPORT_FILE
     if not path.is_file():
         raise UserError(f"{run}: not a finished cv run (no {REPORT_FILE}): missing folds? the same cv command trains them")
@@ -61,15 +62,11 @@ def read_report(run: Path) -> tuple[dict[str, Any], TrainConfig]:
         config = TrainConfig.from_dict(report["config"])
     except UserError as exc:
         raise UserError(f"{path}: not a cv report ({REBUILD}): {exc}") from exc
-    return report, config
-
-
-def check_folds(run: Path, config: TrainConfig) -> None:
-    """Refuse a run missing fold checkpoints: its OOF predictions, and so a blend's weights, came from all of them."""
     missing = [f"fold{k}.pt" for k in range(1, config.folds + 1) if not (run / f"fold{k}.pt").is_file()]
     if missing:
         raise UserError(f"{run}: {', '.join(missing)} missing ({config.folds - len(missing)} of its {config.folds} fold "
                         f"models left) and its OOF predictions came from all {config.folds}; the same cv command trains them again")
+    return report, config
 
 
 def load_run(run: Path) -> RunOOF:
@@ -79,7 +76,6 @@ def load_run(run: Path) -> RunOOF:
     if (run / BLEND_FILE).is_file():
         raise UserError(f"{run}: a blend; blend its runs instead")
     report, config = read_report(run)
-    check_folds(run, config)
     oof_path = run / "oof.csv"
     table = read_csv(oof_path, what=f"run's OOF table ({REBUILD})", columns=("label", *PROB_COLUMNS))
     try:
@@ -196,8 +192,7 @@ def read_blend(path: Path) -> list[tuple[Path, float]]:
         if not run.is_dir() or not any(run.glob("fold*.pt")):
             raise UserError(f"{blend}: member run {run} is gone (no fold*.pt); blend again without it")
         try:
-            run_report, config = read_report(run)
-            check_folds(run, config)
+            run_report, _ = read_report(run)
         except UserError as exc:
             raise UserError(f"{blend}: member {exc}") from exc
         if recorded is not None and run_report["oof_loss"] != recorded:  # None: a blend file from before it was recorded
