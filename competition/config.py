@@ -35,7 +35,7 @@ class TrainConfig:
     batch_size: int = 128  # images per optimiser step
     dropout: float = 0.165  # before the last layer (notebook: 0.5), from a full-data `tune`
     weight_decay: float = 1e-4  # Adam's L2 term (docs/training.md)
-    label_smoothing: float = 0.0  # cross-entropy target smoothing, 0..1
+    label_smoothing: float = 0.1  # cross-entropy target smoothing, 0..1; 0.1 made fewer OOF errors than 0 in paired runs
     rotate: float = 10.0  # augmentation: degrees, uniform in [-rotate, rotate]
     shift: float = 0.08  # augmentation: fraction of the image side, uniform in [-shift, shift] per axis
     scale: float = 0.1  # augmentation: relative zoom, uniform in [1 - scale, 1 + scale]
@@ -117,16 +117,17 @@ class TrainConfig:
 RUN_SETTINGS = ("bf16", "workers", "aug_group", "data_on_device")
 ADDED_LATER = {"stroke": 0.0}  # hyperparameters added after runs existed -> the value those runs trained with
 
-# The original notebook's settings: Adam 1e-3 without weight decay, batch 64, rotation 15 deg only,
+# The original notebook's settings: Adam 1e-3 without weight decay or label smoothing, batch 64, rotation 15 deg only,
 # patience 10, up to 100 epochs, fp32.
 SEED_RECIPE = TrainConfig(
-    epochs=100, patience=10, lr=1e-3, schedule="constant", batch_size=64, weight_decay=0.0,
+    epochs=100, patience=10, lr=1e-3, schedule="constant", batch_size=64, weight_decay=0.0, label_smoothing=0.0,
     rotate=15.0, shift=0.0, scale=0.0, shear=0.0, bf16=False,
 )
 # Starting points for the other architectures, named after them (`cv --arch NAME` takes the recipe NAME): batch
 # norm tolerates a higher peak rate, and their dropout sits where the architectures' authors put it. Not tuned on
-# the full data; resnet's 25 epochs beat 15 on a paired 5-fold run (docs/training.md, architectures).
-BNCNN_RECIPE = TrainConfig(arch="bncnn", lr=3e-3, dropout=0.4, shift=0.1)
+# the full data; resnet's 25 epochs beat 15 and its smoothing beat none on paired 5-fold runs (docs/training.md,
+# architectures); bncnn was measured without smoothing only, so it keeps plain cross-entropy.
+BNCNN_RECIPE = TrainConfig(arch="bncnn", lr=3e-3, dropout=0.4, label_smoothing=0.0, shift=0.1)
 RESNET_RECIPE = TrainConfig(arch="resnet", epochs=25, lr=3e-3, dropout=0.2, shift=0.1)
 RECIPES: dict[str, TrainConfig] = {"default": TrainConfig(), "seed": SEED_RECIPE, "bncnn": BNCNN_RECIPE,
                                    "resnet": RESNET_RECIPE}

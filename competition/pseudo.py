@@ -64,6 +64,14 @@ def pseudo_labels(*, source: Path, train: Digits, test: Digits, config: TrainCon
                             f"{theirs.fold_seed}, this run on {config.folds} folds of split seed {config.fold_seed}; fold k's "
                             f"pseudo-labels come from the source's fold-k models, which must not have seen fold k's "
                             f"validation rows: use the same --folds and --split-seed")
+    # Label smoothing e trains the label's probability towards 1 - e + e / 10 (10 classes), the most a smoothed model
+    # says: a source whose every run was smoothed below the threshold would add almost no rows, after a whole run's wait.
+    ceiling = max(1 - 0.9 * theirs.label_smoothing for _, _, theirs in sources)
+    if ceiling < config.pseudo_threshold:
+        smoothing = sorted({theirs.label_smoothing for _, _, theirs in sources})
+        raise UserError(f"--pseudo-label {source}: trained with label smoothing {', '.join(f'{e:g}' for e in smoothing)}, "
+                        f"so its probabilities stay near {ceiling:.2f} and below the threshold {config.pseudo_threshold:g}: "
+                        f"almost no test row would be added; lower --pseudo-threshold or use runs without smoothing")
     ensemble = Ensemble.load(source)
     probs = ensemble.member_probs(test.images, progress=True)  # (models, N, 10)
     weights = ensemble.weights if ensemble.weights is not None else np.ones(len(ensemble.members))

@@ -243,3 +243,20 @@ def test_pseudo_labels_join_every_training_part_and_never_a_validation_part(runs
     (partial / "fold2.pt").unlink()  # fold 2 would get no pseudo-labels at all
     with pytest.raises(UserError, match=r"--pseudo-label .*partial: .*partial: fold2.pt missing"):
         pseudo_labels(source=partial, train=data, test=test, config=config, digest=data_digest(data))
+
+
+def test_pseudo_labels_refuse_a_smoothed_source_that_cannot_reach_the_threshold(tmp_path: Path, sample_head: Path) -> None:
+    from competition.cv import data_digest
+    from competition.data import read_test
+    from competition.pseudo import pseudo_labels
+
+    data, test = _first_rows(400), read_test(sample_head)
+    smoothed = tiny_config("default", 7).replace(label_smoothing=0.5)  # trains towards 0.55 for the label
+    run_cv(data=data, out=tmp_path / "ls", config=smoothed)
+    config = tiny_config("default", 7).replace(pseudo_label=str(tmp_path / "ls"), pseudo_threshold=0.9)
+    with pytest.raises(UserError, match=r"--pseudo-label .*ls: trained with label smoothing 0.5, so its probabilities "
+                                        r"stay near 0.55 and below the threshold 0.9"):
+        pseudo_labels(source=tmp_path / "ls", train=data, test=test, config=config, digest=data_digest(data))
+    reachable = pseudo_labels(source=tmp_path / "ls", train=data, test=test, digest=data_digest(data),
+                              config=config.replace(pseudo_threshold=0.15))
+    assert len(reachable.labels) == 2 and sum(map(len, reachable.labels)) > 0
