@@ -1,10 +1,11 @@
 """`make bench DATA=...`: the figures of docs/benchmarks.md, measured as a user runs them (CLI subprocesses, wall clock).
 
-python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part cv|tta|step|demo|arch|plan|folds|serve|stroke|gpu] [--work bench]
+python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part PART] [--work bench]; PART is one of:
   cv    `cv` with the default recipe on the given train file (K folds): OOF accuracy, wall time, images/s per
         fold, peak memory (largest process RSS); then `submit` on a 28,000-row test file (Kaggle's size);
   tta   every finished cv run in --work on this train file, with and without test-time augmentation: OOF
-        accuracy (each row predicted by the model that never saw it) and inference time on 28,000 rows;
+        accuracy (each row predicted by the model that never saw it), inference time on 28,000 rows, and the
+        errors of fold 1's model on sketchpad-like canvases of 1,000 of its validation rows (`arch`'s rows);
   step  one training step (forward, backward, fused Adam) on random data, images/s: the reference CNN in fp32 and
         bf16 autocast, batch 128 and 256; every architecture at batch 128; then the reference CNN in fp32 at batch
         128, eager vs torch.compile, 3 pairs;
@@ -23,7 +24,12 @@ python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part cv|tta
         on 500 sketchpad-like canvases of test rows;
   stroke fold 1 of the default recipe on the bundled sample with and without stroke augmentation (--stroke 0.5),
         seeds 42 and 43: errors on the fold's validation rows as they are and with the pen a pixel narrower or wider,
-        and on 2,000 full-data rows it never saw, as they are and drawn as sketchpad-like canvases;
+        and on 2,000 full-data rows it never saw, as they are and drawn as sketchpad-like canvases (and the share
+        of those the demo marks unsure);
+  smoothing the same with and without label smoothing (--label-smoothing 0 and 0.1), seeds 42 and 43;
+  unsure the demo's "unsure" mark: fold 1's model of each run (--runs, one fold split) reads sketchpad-like canvases
+        of all its validation rows, of letters no digit resembles and of random scribbles; per threshold, the
+        share of each marked unsure and the digits misread with and without the mark;
   gpu   (a CUDA GPU only) the default `cv` with data and augmentation on the device, seeds 42-44, against the CPU
         worker path on seed 42; `submit` of 28,000 rows; `tune` trials per hour;
   demo  the draw-a-digit path: a K-fold run on the bundled sample (train rows 0..9,999), read back from
@@ -59,10 +65,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the canvas renderer and browser driver the demo tests use
 from canvas import STYLES, random_canvas
 
+from competition.checkpoint import Checkpoint
 from competition.config import TrainConfig
 from competition.data import SAMPLE_DIR, read_test, read_train
 from competition.ensemble import Ensemble
 from competition.infer import TTA_ROTATIONS, autocast_dtype, predict_proba
+from competition.metrics import log_loss
 from competition.model import ARCHS, build_model
 from competition.recognize import Reading, recognize
 
@@ -301,11 +309,25 @@ def canvas_digits(images: np.ndarray, seed: int = 0) -> np.ndarray:
     return np.stack(read)
 
 
-def bench_stroke(data: Path, out: Path, folds: int, rows: int = 2000) -> dict[str, object]:
-    """Fold 1 of K of the default recipe on the bundled sample, with and without `--stroke 0.5`, seeds 42 and 43
-    (split 42): errors on the fold's validation rows as they are, with the pen a pixel narrower and a pixel wider
-    (2x2 grey erosion, dilation), on full-data rows 40,000.. (never trained on) as they are and drawn as canvases."""
+CANVAS_ROWS = 1000  # validation rows drawn as canvases per fold model: segmenting them is the slow part
+
+
+def fold_canvases(checkpoint: Checkpoint, images: np.ndarray, rows: int | None = CANVAS_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """(row indices, their canvas readings (rows, 28, 28)): the first `rows` (None: all) validation rows of the
+    checkpoint's fold, drawn as the demo reads drawings; the same rows for every run of one fold split."""
+    picked = np.asarray(checkpoint.extra["oof_index"])[:rows]
+    return picked, canvas_digits(images[picked])
+
+
+def sample_pairs(data: Path, out: Path, folds: int, *, flag: str, values: tuple[float, float],
+                 seeds: tuple[int, ...], rows: int = 2000) -> dict[str, object]:
+    """Fold 1 of K of the default recipe on the bundled sample with `--FLAG` at each of `values`, for each seed (split
+    42): errors on the fold's validation rows as they are, with the pen a pixel narrower and a pixel wider (2x2 grey
+    erosion, dilation), on full-data rows 40,000.. (never trained on) as they are and drawn as canvases; and the
+    share of those canvases the demo would mark unsure."""
     import cv2
+
+    from competition.recognize import UNSURE_BELOW
 
     full, sample = read_train(data), read_train(ROOT / SAMPLE_DIR)
     assert full.labels is not None and sample.labels is not None
@@ -313,12 +335,12 @@ def bench_stroke(data: Path, out: Path, folds: int, rows: int = 2000) -> dict[st
     canvases = canvas_digits(full.images[held])
     square = np.ones((2, 2), np.uint8)
     runs = {}
-    for seed in (42, 43):
-        for stroke in (0.0, 0.5):
-            run = out / "stroke" / f"s{stroke:g}-seed{seed}"
+    for seed in seeds:
+        for value in values:
+            run = out / flag / f"{flag}{value:g}-seed{seed}"
             if not (run / "fold1.pt").exists():
                 timed([sys.executable, "-m", "competition", "cv", "--data", str(ROOT / SAMPLE_DIR), "--seed", str(seed),
-                       "--split-seed", "42", "--stroke", str(stroke), "--folds", str(folds), "--fold", "1", "--out", str(run)])
+                       "--split-seed", "42", f"--{flag}", str(value), "--folds", str(folds), "--fold", "1", "--out", str(run)])
             ensemble = Ensemble.load(run / "fold1.pt")
             val = np.asarray(ensemble.members[0].extra["oof_index"])
             images, labels = sample.images[val], sample.labels[val]
@@ -326,16 +348,15 @@ def bench_stroke(data: Path, out: Path, folds: int, rows: int = 2000) -> dict[st
                         "eroded": (np.stack([cv2.erode(x, square) for x in images]), labels),
                         "dilated": (np.stack([cv2.dilate(x, square) for x in images]), labels),
                         "held_out": (full.images[held], full.labels[held]), "canvas": (canvases, full.labels[held])}
-            runs[run.name] = {"seed": seed, "stroke": stroke, **ensemble.members[0].metrics,
-                              **{f"{name}_errors": int((ensemble.predict_proba(x).argmax(1) != y).sum())
-                                 for name, (x, y) in variants.items()}}
+            probs = {name: ensemble.predict_proba(x) for name, (x, _) in variants.items()}
+            runs[run.name] = {"seed": seed, flag: value, **ensemble.members[0].metrics,
+                              **{f"{name}_errors": int((probs[name].argmax(1) != y).sum()) for name, (_, y) in variants.items()},
+                              "canvas_unsure": float((probs["canvas"].max(1) < UNSURE_BELOW).mean())}
             print(run.name, runs[run.name], flush=True)
     return {"validation_rows": len(val), "held_out_rows": f"train rows 40000..{40_000 + rows - 1}", "runs": runs}
 
 
-def bench_arch(data: Path, out: Path, folds: int, fold: int = 1, canvas_rows: int = 1000) -> dict[str, object]:
-    from competition.metrics import log_loss
-
+def bench_arch(data: Path, out: Path, folds: int, fold: int = 1, canvas_rows: int = CANVAS_ROWS) -> dict[str, object]:
     trained, ensembles = {}, {}
     for name, arch, seed in ARCH_RUNS:
         run = out / "arch" / name
@@ -348,8 +369,7 @@ def bench_arch(data: Path, out: Path, folds: int, fold: int = 1, canvas_rows: in
     assert full.labels is not None
     val = np.asarray(trained["reference"].extra["oof_index"])
     assert all(np.array_equal(np.asarray(ck.extra["oof_index"]), val) for ck in trained.values()), "one split for all"
-    rows = val[:canvas_rows]
-    canvases = canvas_digits(full.images[rows])  # segmented once, read by every run's model
+    rows, canvases = fold_canvases(trained["reference"], full.images, canvas_rows)  # read by every run's model
     probs = {name: np.asarray(ck.extra["oof_probs"], dtype=np.float32) for name, ck in trained.items()}
     canvas_probs = {name: ensemble.predict_proba(canvases) for name, ensemble in ensembles.items()}
     blends = {}
@@ -371,7 +391,6 @@ def bench_plan(data: Path, out: Path, folds: int, *, plan: Path) -> dict[str, ob
     checkpoints (the wall clock of a resumed `best` says nothing)."""
     from competition.blend import load_run
     from competition.checkpoint import load_checkpoint
-    from competition.metrics import log_loss
 
     wall, rss = timed([sys.executable, "-m", "competition", "best", "--data", str(data), "--plan", str(plan),
                        "--out", str(out / "arch"), "--submission", str(out / "arch" / "submission.csv")])
@@ -437,9 +456,69 @@ def bench_folds(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict[
             "equal_weight_blends": blends}
 
 
-def errors_and_loss(probs: np.ndarray, labels: np.ndarray) -> dict[str, object]:
-    from competition.metrics import log_loss
+NOT_DIGITS = "ACEFHKMNPRUVWXaehkmnruvwx"  # letters that no digit resembles (no O, I, S, Z, B, G, q, ...)
+UNSURE_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
+
+def glyph(char: str, rng: np.random.Generator) -> np.ndarray:
+    """(64, 64) uint8: `char` white on black in Pillow's own font (no system fonts), turned up to 15 degrees; the
+    canvas renderer keeps only its centre line and draws it with a pen, as it does a digit."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("L", (64, 64))
+    ImageDraw.Draw(image).text((32, 32), char, fill=255, font=ImageFont.load_default(size=40), anchor="mm")
+    return np.asarray(image.rotate(rng.uniform(-15, 15), resample=Image.Resampling.BILINEAR))
+
+
+def scribble(rng: np.random.Generator) -> np.ndarray:
+    """(64, 64) uint8: one random pen stroke through 4-7 points, white on black."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("L", (64, 64))
+    points = [tuple(xy) for xy in rng.uniform(8, 56, size=(rng.integers(4, 8), 2))]
+    ImageDraw.Draw(image).line(points, fill=255, width=4, joint="curve")
+    return np.asarray(image)
+
+
+def bench_unsure(data: Path, out: Path, folds: int, *, runs: list[Path], count: int = 500) -> dict[str, object]:
+    """Digits, letters and scribbles drawn as canvases, read by fold 1's model of each run: how often each is marked
+    unsure (the top probability below a threshold), and how many digits are misread with and without the mark."""
+    from competition.checkpoint import load_checkpoint
+
+    full = read_train(data)
+    assert full.labels is not None
+    checkpoints = {str(run): load_checkpoint(run / "fold1.pt") for run in runs}
+    first = next(iter(checkpoints.values()))
+    if not all(np.array_equal(ck.extra["oof_index"], first.extra["oof_index"]) for ck in checkpoints.values()):
+        raise SystemExit("the runs' fold 1 validation rows differ (another fold split)")
+    rows, digits = fold_canvases(first, full.images, rows=None)  # all: misreadings are rare
+    rng = np.random.default_rng(0)
+    others = {"letters": canvas_digits(np.stack([glyph(NOT_DIGITS[i % len(NOT_DIGITS)], rng) for i in range(count)])),
+              "scribbles": canvas_digits(np.stack([scribble(rng) for _ in range(count)]))}
+    results: dict[str, object] = {}
+    for name, ck in checkpoints.items():
+        def top(images: np.ndarray, ck: Checkpoint = ck) -> np.ndarray:
+            return predict_proba(ck.model, images, ck.normalize, bf16=ck.config.bf16, tta=ck.config.tta)
+
+        probs = top(digits)
+        wrong, confidence = probs.argmax(1) != full.labels[rows], probs.max(1)
+        other = {kind: top(images).max(1) for kind, images in others.items()}
+        as_images = np.asarray(ck.extra["oof_probs"]).argmax(1) != full.labels[rows]  # the same digits, 28x28
+        results[name] = {"label_smoothing": ck.config.label_smoothing, "validation_errors": int(as_images.sum()),
+                         "canvas_errors": int(wrong.sum()),
+                         "digit_confidence_quartiles": np.percentile(confidence, [25, 50, 75]).round(4).tolist(),
+                         **{f"{kind}_confidence_quartiles": np.percentile(c, [25, 50, 75]).round(4).tolist()
+                            for kind, c in other.items()},
+                         "thresholds": {str(t): {"digits_unsure": float((confidence < t).mean()),
+                                                 "errors_marked": int((wrong & (confidence < t)).sum()),
+                                                 "errors_unmarked": int((wrong & (confidence >= t)).sum()),
+                                                 **{f"{kind}_unsure": float((c < t).mean()) for kind, c in other.items()}}
+                                        for t in UNSURE_THRESHOLDS}}
+        print(name, results[name], flush=True)
+    return {"digit_rows": len(rows), "letters": NOT_DIGITS, "others": count, "runs": results}
+
+
+def errors_and_loss(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     return {"oof_errors": int((probs.argmax(1) != labels).sum()), "oof_loss": log_loss(probs, labels)}
 
 
@@ -489,15 +568,21 @@ def oof_probs(ensemble: Ensemble, images: np.ndarray, *, tta: bool) -> np.ndarra
 
 def tta_effect(run: Path, images: np.ndarray, labels: np.ndarray, test: np.ndarray) -> dict[str, object]:
     ensemble = Ensemble.load(run)  # as submit runs it
-    report: dict[str, object] = {"models": str(run), "rows": len(images), "tta_views": 1 + len(TTA_ROTATIONS)}
+    first = next(ck for ck in ensemble.members if ck.fold == 1)
+    rows, canvases = fold_canvases(first, images)
+    report: dict[str, object] = {"models": str(run), "rows": len(images), "tta_views": 1 + len(TTA_ROTATIONS),
+                                 "config": first.config.to_dict(), "canvas_rows": len(rows)}
     for tta in (False, True):
         oof = oof_probs(ensemble, images, tta=tta)
         start = time.perf_counter()
         for ck in ensemble.members:  # as submit predicts, with this TTA setting
             predict_proba(ck.model, test, ck.normalize, bf16=ck.config.bf16, tta=tta)
-        errors = int((oof.argmax(1) != labels).sum())
-        report["tta" if tta else "plain"] = {"oof_accuracy": 1 - errors / len(images), "oof_errors": errors,
-                                             "predict_28k_seconds": time.perf_counter() - start}
+        seconds = time.perf_counter() - start
+        on_canvas = predict_proba(first.model, canvases, first.normalize, bf16=first.config.bf16, tta=tta)
+        scores = errors_and_loss(oof, labels)
+        report["tta" if tta else "plain"] = {"oof_accuracy": 1 - scores["oof_errors"] / len(images), **scores,
+                                             "predict_28k_seconds": seconds,
+                                             "canvas_errors": int((on_canvas.argmax(1) != labels[rows]).sum())}
         print(report, flush=True)
     return report
 
@@ -545,34 +630,40 @@ def bench_gpu(data: Path, out: Path, folds: int) -> dict[str, object]:
             "tune_trials_per_hour": trials * 3600 / (time.perf_counter() - start)}
 
 
+EVERY_TIME = ("cv", "tta", "step", "demo")
+ON_DEMAND = ("arch", "plan", "folds", "serve", "unsure", "stroke", "smoothing", "gpu")  # hours of training, a GPU or runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="folder with the full train and test files")
     parser.add_argument("--work", type=Path, default=Path("bench"), help="runs and scratch files (default bench/)")
     parser.add_argument("--folds", type=int, default=5, help="K of the cv runs (default 5)")
-    parser.add_argument("--part", choices=["all", "cv", "tta", "step", "demo", "arch", "plan", "folds", "serve", "stroke", "gpu"],
-                        default="all", help="what to measure (all: every part but arch, plan, folds, serve, stroke and gpu)")
+    parser.add_argument("--part", choices=["all", *EVERY_TIME, *ON_DEMAND], default="all",
+                        help=f"what to measure (all: {', '.join(EVERY_TIME)})")
     parser.add_argument("--plan", type=Path, default=ROOT / "competition" / "best.json",
                         help="the plan of --part plan (default: the shipped one)")
     parser.add_argument("--models", type=Path, help="the run or blend of --part serve (default: WORK/arch/blend)")
-    parser.add_argument("--runs", type=Path, nargs="+", default=[], help="the run folders of --part folds")
+    parser.add_argument("--runs", type=Path, nargs="+", default=[], help="the run folders of --part folds and --part unsure")
     args = parser.parse_args()
-    if args.part == "folds" and not args.runs:
-        parser.error("--part folds compares the runs named by --runs RUN [RUN ...]")
+    if args.part in ("folds", "unsure") and not args.runs:
+        parser.error(f"--part {args.part} compares the runs named by --runs RUN [RUN ...]")
     args.work.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     parts: dict[str, Callable[[Path, Path, int], Mapping[str, object]]] = {
         "cv": bench_cv, "tta": bench_tta, "step": bench_step, "demo": bench_demo, "arch": bench_arch,
         "plan": partial(bench_plan, plan=args.plan), "folds": partial(bench_folds, runs=args.runs),
-        "serve": partial(bench_serve, models=args.models),
-        "stroke": bench_stroke, "gpu": bench_gpu}
-    on_demand = ("arch", "plan", "folds", "serve", "stroke", "gpu")  # hours of training, a GPU, or `best`'s blend: only when asked for
+        "serve": partial(bench_serve, models=args.models), "unsure": partial(bench_unsure, runs=args.runs),
+        "stroke": partial(sample_pairs, flag="stroke", values=(0.0, 0.5), seeds=(42, 43)),
+        "smoothing": partial(sample_pairs, flag="label-smoothing", values=(0.0, 0.1), seeds=(42, 43)),
+        "gpu": bench_gpu}
     info = host()
     for part, bench in parts.items():
-        if args.part == part or (args.part == "all" and part not in on_demand):
+        if args.part == part or (args.part == "all" and part in EVERY_TIME):
             text = json.dumps({"host": info, "command": " ".join(sys.argv), **bench(args.data, args.work, args.folds)}, indent=2)
+            last_run = args.runs[-1].name if args.runs else ""
             name = {"plan": f"plan-{args.plan.stem.removeprefix('plan-')}",  # one result per plan, per compared run
-                    "folds": f"folds-{args.runs[-1].name if args.runs else ''}"}.get(part, part)
+                    "folds": f"folds-{last_run}", "unsure": f"unsure-{last_run}"}.get(part, part)
             (RESULTS / result_name(name, info)).write_text(text)
             print(text)
 

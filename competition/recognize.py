@@ -10,8 +10,10 @@ import numpy as np
 from .ensemble import Ensemble
 from .preprocess import segment
 
-# Below this mean probability for its top class a digit is shown as "unsure": held-out MNIST digits rarely
-# fall below it, scribbles and letters mostly do.
+# Below this mean probability for its top class a digit is shown as "unsure". Set for the default recipe's
+# networks (label smoothing): few drawn digits fall below it, most misreadings, letters and scribbles do; networks
+# trained without smoothing are near-certain of anything, so for them the mark says little (docs/benchmarks.md,
+# "The unsure mark").
 UNSURE_BELOW = 0.6
 
 

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from browser import CHROMIUM, clear, draw, page, wait_for_answer
 from canvas import render
 from conftest import ROOT, SAMPLE, run_cli
 from PIL import Image
+from torch import nn
 
 from competition.data import read_train
 
@@ -79,6 +81,36 @@ def test_python_api_reads_arrays(small_run: Path, canvases: dict[str, tuple[Path
     reading = recognize(np.asarray(Image.open(canvases["digit7"][0])), ensemble)
     assert reading.number == "7" and reading.main is not None and reading.main.agree >= 1
     assert preprocess(canvases["digit7"][0]).shape == (28, 28)
+
+
+class Constant(nn.Module):
+    """A "network" that answers `label` with probability `top` whatever it is shown, the rest spread evenly."""
+
+    def __init__(self, label: int, top: float) -> None:
+        super().__init__()
+        probs = torch.full((10,), (1 - top) / 9)
+        probs[label] = top
+        self.logits = nn.Parameter(probs.log())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits.expand(len(x), 10)
+
+
+@pytest.mark.parametrize("margin", [-0.02, 0.02])
+def test_a_digit_is_marked_unsure_exactly_below_the_threshold(margin: float) -> None:
+    from competition import Ensemble, recognize
+    from competition.checkpoint import Checkpoint
+    from competition.config import TrainConfig
+    from competition.model import NORMALIZE
+    from competition.recognize import UNSURE_BELOW
+
+    members = [Checkpoint(model=Constant(3, UNSURE_BELOW + margin), config=TrainConfig(bf16=False), normalize=NORMALIZE,
+                          path=Path(f"constant{k}")) for k in range(2)]
+    image = render(read_train(SAMPLE).images[0], height=0.6, pen=24)
+    main = recognize(image, Ensemble(members=members, source=Path("constant"))).main
+    assert main is not None and main.label == 3 and main.agree == 2
+    assert main.top[0][1] == pytest.approx(UNSURE_BELOW + margin, abs=1e-4)
+    assert main.unsure is (margin < 0)
 
 
 def test_app_answers_through_gradio_client(demo_server: str, canvases: dict[str, tuple[Path, int]], tmp_path: Path) -> None:
