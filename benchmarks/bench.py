@@ -65,7 +65,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the canvas renderer and browser driver the demo tests use
 from canvas import STYLES, random_canvas
 
-from competition.checkpoint import Checkpoint
+from competition.checkpoint import Checkpoint, load_checkpoint
 from competition.config import TrainConfig
 from competition.data import SAMPLE_DIR, read_test, read_train
 from competition.ensemble import Ensemble
@@ -390,7 +390,6 @@ def bench_plan(data: Path, out: Path, folds: int, *, plan: Path) -> dict[str, ob
     reused; then each run's and the blend's OOF errors and log loss, in all and per fold. Fold times come from the
     checkpoints (the wall clock of a resumed `best` says nothing)."""
     from competition.blend import load_run
-    from competition.checkpoint import load_checkpoint
 
     wall, rss = timed([sys.executable, "-m", "competition", "best", "--data", str(data), "--plan", str(plan),
                        "--out", str(out / "arch"), "--submission", str(out / "arch" / "submission.csv")])
@@ -431,8 +430,6 @@ def equal_weight_blends(probs: Mapping[str, np.ndarray], labels: np.ndarray) -> 
 
 def bench_folds(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict[str, object]:
     """Runs compared fold by fold where all have the fold: a run still training can be paired with finished ones."""
-    from competition.checkpoint import load_checkpoint
-
     labels = read_train(data).labels
     assert labels is not None
     shared = [k for k in range(1, folds + 1) if all((run / f"fold{k}.pt").exists() for run in runs)]
@@ -483,26 +480,21 @@ def scribble(rng: np.random.Generator) -> np.ndarray:
 def bench_unsure(data: Path, out: Path, folds: int, *, runs: list[Path], count: int = 500) -> dict[str, object]:
     """Digits, letters and scribbles drawn as canvases, read by fold 1's model of each run: how often each is marked
     unsure (the top probability below a threshold), and how many digits are misread with and without the mark."""
-    from competition.checkpoint import load_checkpoint
-
     full = read_train(data)
     assert full.labels is not None
-    checkpoints = {str(run): load_checkpoint(run / "fold1.pt") for run in runs}
-    first = next(iter(checkpoints.values()))
-    if not all(np.array_equal(ck.extra["oof_index"], first.extra["oof_index"]) for ck in checkpoints.values()):
+    ensembles = {str(run): Ensemble.load(run / "fold1.pt") for run in runs}  # as the page loads models
+    first = next(iter(ensembles.values())).members[0]
+    if not all(np.array_equal(e.members[0].extra["oof_index"], first.extra["oof_index"]) for e in ensembles.values()):
         raise SystemExit("the runs' fold 1 validation rows differ (another fold split)")
     rows, digits = fold_canvases(first, full.images, rows=None)  # all: misreadings are rare
     rng = np.random.default_rng(0)
     others = {"letters": canvas_digits(np.stack([glyph(NOT_DIGITS[i % len(NOT_DIGITS)], rng) for i in range(count)])),
               "scribbles": canvas_digits(np.stack([scribble(rng) for _ in range(count)]))}
     results: dict[str, object] = {}
-    for name, ck in checkpoints.items():
-        def top(images: np.ndarray, ck: Checkpoint = ck) -> np.ndarray:
-            return predict_proba(ck.model, images, ck.normalize, bf16=ck.config.bf16, tta=ck.config.tta)
-
-        probs = top(digits)
+    for name, ensemble in ensembles.items():
+        ck, probs = ensemble.members[0], ensemble.predict_proba(digits)
         wrong, confidence = probs.argmax(1) != full.labels[rows], probs.max(1)
-        other = {kind: top(images).max(1) for kind, images in others.items()}
+        other = {kind: ensemble.predict_proba(images).max(1) for kind, images in others.items()}
         as_images = np.asarray(ck.extra["oof_probs"]).argmax(1) != full.labels[rows]  # the same digits, 28x28
         results[name] = {"label_smoothing": ck.config.label_smoothing, "validation_errors": int(as_images.sum()),
                          "canvas_errors": int(wrong.sum()),
