@@ -350,7 +350,7 @@ def sample_pairs(data: Path, out: Path, folds: int, *, flag: str, values: tuple[
                         "held_out": (full.images[held], full.labels[held]), "canvas": (canvases, full.labels[held])}
             probs = {name: ensemble.predict_proba(x) for name, (x, _) in variants.items()}
             runs[run.name] = {"seed": seed, flag: value, **ensemble.members[0].metrics,
-                              **{f"{name}_errors": int((probs[name].argmax(1) != y).sum()) for name, (_, y) in variants.items()},
+                              **{f"{name}_errors": errors(probs[name], y) for name, (_, y) in variants.items()},
                               "canvas_unsure": float((probs["canvas"].max(1) < UNSURE_BELOW).mean())}
             print(run.name, runs[run.name], flush=True)
     return {"validation_rows": len(val), "held_out_rows": f"train rows 40000..{40_000 + rows - 1}", "runs": runs}
@@ -377,7 +377,7 @@ def bench_arch(data: Path, out: Path, folds: int, fold: int = 1, canvas_rows: in
         for names in combinations(trained, size):
             mean = np.mean([probs[name] for name in names], axis=0)
             on_canvas = np.mean([canvas_probs[name] for name in names], axis=0)
-            blends[" + ".join(names)] = {"errors": int((mean.argmax(1) != full.labels[val]).sum()),
+            blends[" + ".join(names)] = {"errors": errors(mean, full.labels[val]),
                                          "log_loss": log_loss(mean, full.labels[val]),
                                          "canvas_accuracy": float((on_canvas.argmax(1) == full.labels[rows]).mean())}
     return {"fold": fold, "split_seed": 42, "validation_rows": len(val), "canvas_rows": len(rows),
@@ -407,7 +407,7 @@ def bench_plan(data: Path, out: Path, folds: int, *, plan: Path) -> dict[str, ob
         per_fold = []
         for ck in checkpoints:
             rows, probs = np.asarray(ck.extra["oof_index"]), np.asarray(ck.extra["oof_probs"], dtype=np.float32)
-            per_fold.append({"fold": ck.fold, "errors": int((probs.argmax(1) != labels[rows]).sum()),
+            per_fold.append({"fold": ck.fold, "errors": errors(probs, labels[rows]),
                              "log_loss": log_loss(probs, labels[rows]), "best_epoch": ck.metrics["best_epoch"],
                              "seconds": ck.metrics["seconds"], "images_per_s": ck.metrics["images_per_s"]})
         with_tta.append(oof_probs(Ensemble(members=checkpoints, source=run), train.images, tta=True))
@@ -510,8 +510,13 @@ def bench_unsure(data: Path, out: Path, folds: int, *, runs: list[Path], count: 
     return {"digit_rows": len(rows), "letters": NOT_DIGITS, "others": count, "runs": results}
 
 
+def errors(probs: np.ndarray, labels: np.ndarray) -> int:
+    """Rows whose most probable class is not the label; probs (N, 10), labels (N,)."""
+    return int((probs.argmax(1) != labels).sum())
+
+
 def errors_and_loss(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    return {"oof_errors": int((probs.argmax(1) != labels).sum()), "oof_loss": log_loss(probs, labels)}
+    return {"oof_errors": errors(probs, labels), "oof_loss": log_loss(probs, labels)}
 
 
 def bench_step(data: Path, out: Path, folds: int) -> dict[str, object]:
@@ -574,7 +579,7 @@ def tta_effect(run: Path, images: np.ndarray, labels: np.ndarray, test: np.ndarr
         scores = errors_and_loss(oof, labels)
         report["tta" if tta else "plain"] = {"oof_accuracy": 1 - scores["oof_errors"] / len(images), **scores,
                                              "predict_28k_seconds": seconds,
-                                             "canvas_errors": int((on_canvas.argmax(1) != labels[rows]).sum())}
+                                             "canvas_errors": errors(on_canvas, labels[rows])}
         print(report, flush=True)
     return report
 
