@@ -27,6 +27,9 @@ python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part PART] 
         and on 2,000 full-data rows it never saw, as they are and drawn as sketchpad-like canvases (and the share
         of those the demo marks unsure);
   smoothing the same with and without label smoothing (--label-smoothing 0 and 0.1), seeds 42 and 43;
+  redraw fold 1 of the default recipe on the given train file with and without --redraw 0.5, seeds 42 and 43: errors
+        on all the fold's validation rows as they are, drawn as sketchpad-like canvases, and as canvases of their own
+        strokes upscaled (not redrawn: what the preprocessing alone costs);
   unsure the demo's "unsure" mark: fold 1's model of each run (--runs, one fold split) reads sketchpad-like canvases
         of all its validation rows, of letters no digit resembles and of random scribbles; per threshold, the
         share of each marked unsure and the digits misread with and without the mark;
@@ -59,6 +62,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 from torch.nn import functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -356,6 +360,42 @@ def sample_pairs(data: Path, out: Path, folds: int, *, flag: str, values: tuple[
     return {"validation_rows": len(val), "held_out_rows": f"train rows 40000..{40_000 + rows - 1}", "runs": runs}
 
 
+def upscaled_canvas(image: np.ndarray, side: int = 800) -> np.ndarray:
+    """A digit's own strokes, not redrawn: upscaled to half the canvas, cut at mid-grey, black on white."""
+    big = np.asarray(Image.fromarray(image).resize((side // 2, side // 2), Image.Resampling.BILINEAR))
+    canvas = np.full((side, side), 255, np.uint8)
+    canvas[side // 4:side // 4 + side // 2, side // 4:side // 4 + side // 2] = np.where(big > 127, 0, 255)
+    return np.repeat(canvas[..., None], 3, axis=2)
+
+
+def bench_redraw(data: Path, out: Path, folds: int, *, share: float = 0.5, seeds: tuple[int, ...] = (42, 43)) -> dict[str, object]:
+    """Fold 1 of the default recipe (split 42) with and without `--redraw SHARE`, for each seed, each read on all
+    the fold's validation rows: as they are, as canvases (the demo's path), and as canvases of their own strokes
+    upscaled (no redrawing: what the page's preprocessing alone costs)."""
+    from competition.preprocess import preprocess
+
+    full = read_train(data)
+    assert full.labels is not None
+    runs: dict[str, dict[str, object]] = {}
+    readings: dict[str, np.ndarray] = {}
+    for seed in seeds:
+        for value in (0.0, share):
+            run = out / "redraw" / f"redraw{value:g}-seed{seed}"
+            if not (run / "fold1.pt").exists():
+                timed([sys.executable, "-m", "competition", "cv", "--data", str(data), "--seed", str(seed), "--split-seed",
+                       "42", "--redraw", str(value), "--folds", str(folds), "--fold", "1", "--out", str(run)])
+            ensemble = Ensemble.load(run / "fold1.pt")
+            val = np.asarray(ensemble.members[0].extra["oof_index"])
+            if not readings:  # one fold split: the same rows for every run
+                readings = {"validation": full.images[val], "canvas": canvas_digits(full.images[val]),
+                            "upscaled": np.stack([preprocess(upscaled_canvas(image)) for image in full.images[val]])}
+            labels = full.labels[val]
+            runs[run.name] = {"seed": seed, "redraw": value, **ensemble.members[0].metrics,
+                              **{f"{name}_errors": errors(ensemble.predict_proba(x), labels) for name, x in readings.items()}}
+            print(run.name, runs[run.name], flush=True)
+    return {"fold": 1, "split_seed": 42, "validation_rows": len(readings["validation"]), "runs": runs}
+
+
 def bench_arch(data: Path, out: Path, folds: int, fold: int = 1, canvas_rows: int = CANVAS_ROWS) -> dict[str, object]:
     trained, ensembles = {}, {}
     for name, arch, seed in ARCH_RUNS:
@@ -628,7 +668,7 @@ def bench_gpu(data: Path, out: Path, folds: int) -> dict[str, object]:
 
 
 EVERY_TIME = ("cv", "tta", "step", "demo")
-ON_DEMAND = ("arch", "plan", "folds", "serve", "unsure", "stroke", "smoothing", "gpu")  # hours of training, a GPU or runs
+ON_DEMAND = ("arch", "plan", "folds", "serve", "unsure", "stroke", "smoothing", "redraw", "gpu")  # hours of training, a GPU or runs
 
 
 def main() -> None:
@@ -653,6 +693,7 @@ def main() -> None:
         "serve": partial(bench_serve, models=args.models), "unsure": partial(bench_unsure, runs=args.runs),
         "stroke": partial(sample_pairs, flag="stroke", values=(0.0, 0.5), seeds=(42, 43)),
         "smoothing": partial(sample_pairs, flag="label-smoothing", values=(0.0, 0.1), seeds=(42, 43)),
+        "redraw": bench_redraw,
         "gpu": bench_gpu}
     info = host()
     for part, bench in parts.items():

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .config import TrainConfig
+from .sketch import sketches
 
 if TYPE_CHECKING:
     import albumentations as A
@@ -67,7 +68,8 @@ class AugmentedBatches(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """dataset[(seed, indices)] -> (augmented uint8 images (B, 28, 28), int64 labels (B,))."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, config: TrainConfig) -> None:
-        self.images, self.labels, self.group = images, labels, config.aug_group
+        self.images, self.labels, self.group, self.redraw = images, labels, config.aug_group, config.redraw
+        self.sketches = sketches(images, config.seed) if config.redraw > 0 else None
         self.transforms = build_transforms(config)
 
     def __len__(self) -> int:
@@ -83,6 +85,9 @@ class AugmentedBatches(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         # shuffled every epoch, so every image still sees independent draws from epoch to epoch.
         stack = np.zeros((-(-n // group) * group, 28, 28), np.uint8)
         stack[:n] = self.images[index]
+        if self.sketches is not None:  # drawn only then, so runs without it keep their random stream
+            drawn = np.random.default_rng([seed, 1]).random(n) < self.redraw
+            stack[:n][drawn] = self.sketches[index[drawn]]
         groups = np.ascontiguousarray(stack.reshape(-1, group, 28, 28).transpose(0, 2, 3, 1))
         for transform in self.transforms:
             for j in range(len(groups)):

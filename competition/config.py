@@ -41,6 +41,7 @@ class TrainConfig:
     scale: float = 0.1  # augmentation: relative zoom, uniform in [1 - scale, 1 + scale]
     shear: float = 5.0  # augmentation: degrees, uniform in [-shear, shear]
     stroke: float = 0.0  # augmentation: probability that an image's strokes are thickened or thinned by a pixel (half each)
+    redraw: float = 0.0  # augmentation: probability that an image is swapped for its sketchpad redraw (competition/sketch.py)
     pseudo_label: str = ""  # a run or blend whose confident test predictions join every fold's training part ("": none)
     pseudo_threshold: float = 0.99  # the least probability a pseudo-label needs
     tta: bool = False  # predict from 3 views (as is, rotated +-6 deg): OOF, submit, evaluate, predict and demo
@@ -79,6 +80,7 @@ class TrainConfig:
             "scale": 0 <= self.scale < 1,
             "shear": 0 <= self.shear < 45,
             "stroke": 0 <= self.stroke <= 1,
+            "redraw": 0 <= self.redraw <= 1,
             "aug_group": 1 <= self.aug_group <= 512,
             "workers": self.workers >= 0,
             "schedule": self.schedule in ("onecycle", "constant"),
@@ -115,7 +117,7 @@ class TrainConfig:
 
 
 RUN_SETTINGS = ("bf16", "workers", "aug_group", "data_on_device")
-ADDED_LATER = {"stroke": 0.0}  # hyperparameters added after runs existed -> the value those runs trained with
+ADDED_LATER = {"stroke": 0.0, "redraw": 0.0}  # hyperparameters added after runs existed -> the value those runs trained with
 
 # The original notebook's settings: Adam 1e-3 without weight decay or label smoothing, batch 64, rotation 15 deg only,
 # patience 10, up to 100 epochs, fp32.
@@ -129,8 +131,11 @@ SEED_RECIPE = TrainConfig(
 # architectures); bncnn was measured without smoothing only, so it keeps plain cross-entropy.
 BNCNN_RECIPE = TrainConfig(arch="bncnn", lr=3e-3, dropout=0.4, label_smoothing=0.0, shift=0.1)
 RESNET_RECIPE = TrainConfig(arch="resnet", epochs=25, lr=3e-3, dropout=0.2, shift=0.1)
+# For a run that backs the page: half the training images redrawn with one pen, as a sketchpad draws; it reads
+# drawings better and scans worse than the default (docs/training.md, redrawn strokes).
+DRAWN_RECIPE = TrainConfig(redraw=0.5)
 RECIPES: dict[str, TrainConfig] = {"default": TrainConfig(), "seed": SEED_RECIPE, "bncnn": BNCNN_RECIPE,
-                                   "resnet": RESNET_RECIPE}
+                                   "resnet": RESNET_RECIPE, "drawn": DRAWN_RECIPE}
 
 
 @cache

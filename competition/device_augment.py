@@ -5,8 +5,9 @@ of `augment.py` cannot keep up.
 The warps are albumentations' `Affine` family with the same parameter distributions (rotation, per-axis shift in
 whole pixels, per-axis scale, per-axis shear, about the image centre, black fill) built as the same matrices, then
 applied with `grid_sample` (bilinear) instead of OpenCV; a test checks both give the same image for the same
-parameters; the stroke change (`restroke`) gives albumentations' image exactly. Unlike the CPU path, every image
-gets its own draw (no grouping: a batched warp costs the same either way).
+parameters; the stroke change (`restroke`) gives albumentations' image exactly; the redraw swaps in the same sketches
+as the CPU path (`sketch.sketches`, made once per fold). Unlike the CPU path, every image gets its own draw (no
+grouping: a batched warp costs the same either way).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from torch.nn import functional as F
 
 from .config import TrainConfig
+from .sketch import sketches
 
 SIDE = 28
 # Images warped in one go, rounded down to whole batches; the warp's working memory is dominated by its float64
@@ -112,6 +114,7 @@ class DeviceBatches:
     def __init__(self, images: np.ndarray, labels: np.ndarray, config: TrainConfig, device: torch.device) -> None:
         self.images = torch.from_numpy(np.ascontiguousarray(images)).to(device)
         self.labels = torch.from_numpy(np.ascontiguousarray(labels)).to(device)
+        self.sketches = torch.from_numpy(sketches(images, config.seed)).to(device) if config.redraw > 0 else None
         self.config, self.device = config, device
         self.generator = torch.Generator(device=device).manual_seed(config.seed)
 
@@ -125,7 +128,11 @@ class DeviceBatches:
         for start in range(0, len(order), chunk):
             index = order[start:start + chunk]
             params = random_params(len(index), self.config, self.generator, self.device)
-            images, labels = warp(self.images[index], affine_matrices(params)), self.labels[index]
+            images = self.images[index]
+            if self.sketches is not None:  # drawn only then, so runs without it keep their random stream
+                drawn = torch.rand(len(index), generator=self.generator, device=self.device) < self.config.redraw
+                images = torch.where(drawn.view(-1, 1, 1), self.sketches[index], images)
+            images, labels = warp(images, affine_matrices(params)), self.labels[index]
             if self.config.stroke > 0:  # drawn only then, so runs without it keep their random stream
                 draw = torch.rand(len(index), generator=self.generator, device=self.device)
                 change = torch.where(draw < self.config.stroke / 2, 1, torch.where(draw < self.config.stroke, -1, 0))

@@ -11,6 +11,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from competition.sketch import thin
+
 STYLES = ("black-on-white", "white-on-black", "black-on-transparent")
 
 
@@ -27,7 +29,7 @@ def render(digit: np.ndarray, *, side: int = 800, height: float = 0.5, pen: floa
     w = min(side, max(4, int(h * crop.shape[1] / crop.shape[0])))
     # the digit's centre line at 4x MNIST resolution, then a round pen of width `pen` along it
     fine = np.asarray(Image.fromarray(crop, mode="F").resize((crop.shape[1] * 4, crop.shape[0] * 4), Image.Resampling.BILINEAR))
-    line_y, line_x = np.nonzero(thin(fine > 0.5))
+    line_y, line_x = np.nonzero(thin((fine > 0.5)[None])[0])
     centre = np.zeros((h, w), bool)
     centre[np.clip((line_y + 0.5) * h / fine.shape[0], 0, h - 1).astype(int),
            np.clip((line_x + 0.5) * w / fine.shape[1], 0, w - 1).astype(int)] = True
@@ -44,28 +46,6 @@ def render(digit: np.ndarray, *, side: int = 800, height: float = 0.5, pen: floa
         rgba[..., 3] = np.where(canvas, 255, 0)
         return rgba
     raise ValueError(f"unknown style {style!r}; known: {STYLES}")
-
-
-def thin(mask: np.ndarray) -> np.ndarray:
-    """Zhang-Suen thinning: a one-pixel-wide, connected centre line of a binary shape."""
-    img = np.pad(mask.astype(np.uint8), 1)
-    while True:
-        changed = False
-        for step in (0, 1):
-            p = [np.roll(np.roll(img, dy, 0), dx, 1) for dy, dx in
-                 ((1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1))]  # P2..P9 clockwise from north
-            neighbours = sum(p)
-            transitions = sum(((p[i] == 0) & (p[(i + 1) % 8] == 1)).astype(np.uint8) for i in range(8))
-            if step == 0:
-                cond = (p[0] * p[2] * p[4] == 0) & (p[2] * p[4] * p[6] == 0)
-            else:
-                cond = (p[0] * p[2] * p[6] == 0) & (p[0] * p[4] * p[6] == 0)
-            remove = (img == 1) & (neighbours >= 2) & (neighbours <= 6) & (transitions == 1) & cond
-            if remove.any():
-                img[remove] = 0
-                changed = True
-        if not changed:
-            return img[1:-1, 1:-1].astype(bool)
 
 
 def random_canvas(digit: np.ndarray, rng: np.random.Generator, *, side: int = 800, style: str | None = None) -> np.ndarray:

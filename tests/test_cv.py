@@ -96,12 +96,13 @@ def test_a_hyperparameter_added_later_keeps_older_runs_fingerprints() -> None:
     import hashlib
 
     data = Digits(images=np.zeros((10, 28, 28), np.uint8), labels=np.arange(10) % 10, source="zeros")
-    # what the version before `stroke` hashed: the same fields less that one
-    older = {k: v for k, v in TrainConfig().to_dict().items() if k not in RUN_SETTINGS and k != "stroke"}
+    # what the version before `stroke` and `redraw` hashed: the same fields less those
+    older = {k: v for k, v in TrainConfig().to_dict().items() if k not in RUN_SETTINGS and k not in ("stroke", "redraw")}
     digest = hashlib.sha1(data_digest(data).encode())
     digest.update(json.dumps(older, sort_keys=True).encode())
-    assert fingerprint(data, TrainConfig(stroke=0.0)) == digest.hexdigest()[:16]
+    assert fingerprint(data, TrainConfig(stroke=0.0, redraw=0.0)) == digest.hexdigest()[:16]
     assert fingerprint(data, TrainConfig(stroke=0.5)) != fingerprint(data, TrainConfig())
+    assert fingerprint(data, TrainConfig(redraw=0.5)) != fingerprint(data, TrainConfig())
 
 
 def test_epoch_hook_stops_training_and_best_weights_come_back() -> None:
