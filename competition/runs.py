@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from .blend import BLEND_FILE, read_blend, read_report
+from .config import RECIPES, RUN_SETTINGS, TrainConfig
 from .errors import UserError
 from .io import read_csv, read_json
 
@@ -24,9 +25,26 @@ def _submissions(log_path: Path) -> pd.DataFrame:
     return table
 
 
+# hyperparameters with a column of their own, or that name a run of a recipe rather than change it
+SHOWN = ("arch", "epochs", "lr", "dropout", "batch_size", "seed", "split_seed", "folds")
+
+
+def recipe_of(config: TrainConfig) -> tuple[str, str]:
+    """(the named recipe of the run's architecture that differs from it in the fewest hyperparameters, the first
+    of equals; "field=value" for each it changes beyond the table's columns), e.g. ("default", "label_smoothing=0")."""
+    ours = {k: v for k, v in config.to_dict().items() if k not in RUN_SETTINGS and k not in ("seed", "split_seed", "folds")}
+    differ = {name: [k for k, v in ours.items() if recipe.to_dict()[k] != v]
+              for name, recipe in RECIPES.items() if recipe.arch == config.arch}  # every arch has one (reference: default, seed, drawn)
+    name = min(differ, key=lambda n: len(differ[n]))
+    return name, " ".join(f"{k}={ours[k]:g}" if isinstance(ours[k], float) else f"{k}={ours[k]}"
+                          for k in differ[name] if k not in SHOWN)
+
+
 def _run_row(folder: Path) -> dict[str, Any]:
     report, config = read_report(folder)  # refuses a run that lost a fold: not the ensemble its figures describe
-    return {"name": str(folder), "kind": "run", "arch": config.arch, "epochs": config.epochs, "lr": config.lr,
+    recipe, changes = recipe_of(config)
+    return {"name": str(folder), "kind": "run", "arch": config.arch, "recipe": recipe, "changes": changes,
+            "epochs": config.epochs, "lr": config.lr,
             "dropout": config.dropout, "batch_size": config.batch_size, "seed": config.seed,
             "folds": config.folds, "rows": report["rows"], "oof_accuracy": float(report["oof_accuracy"]),
             "oof_loss": float(report["oof_loss"]), "train_min": round(float(report["train_seconds"]) / 60, 1),
@@ -64,7 +82,7 @@ def runs_table(rows: list[dict[str, Any]], root: Path = Path("models")) -> str:
     """The rows as a text table, for the terminal."""
     if not rows:
         return f"no finished runs or blends under {root}/; `make cv` makes one"
-    columns = ["name", "kind", "arch", "epochs", "lr", "dropout", "batch_size", "folds", "oof_accuracy", "oof_loss",
+    columns = ["name", "kind", "arch", "recipe", "changes", "epochs", "lr", "dropout", "batch_size", "folds", "oof_accuracy", "oof_loss",
                "public_score", "submissions", "train_min", "host", "finished"]
     frame = pd.DataFrame(rows).reindex(columns=columns)
     frame["public_score"] = pd.to_numeric(frame["public_score"])  # None (none recorded) prints as a blank, not "None"

@@ -18,7 +18,7 @@ from competition.cv import run_cv
 from competition.data import Digits, read_train
 from competition.ensemble import Ensemble
 from competition.errors import UserError
-from competition.runs import list_runs
+from competition.runs import list_runs, recipe_of
 
 
 def _first_rows(n: int) -> Digits:
@@ -187,8 +187,8 @@ def test_the_runs_table_lists_runs_and_blends_best_first(runs: dict[str, Path], 
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert {Path(r["name"]).name for r in rows} == {"ref", "bn", "other", "both"}
     assert [r["oof_accuracy"] for r in rows] == sorted((r["oof_accuracy"] for r in rows), reverse=True)
-    kinds = {Path(r["name"]).name: (r["kind"], r["arch"]) for r in rows}
-    assert kinds["bn"] == ("run", "bncnn") and kinds["both"][0] == "blend"
+    kinds = {Path(r["name"]).name: (r["kind"], r["arch"], r.get("recipe"), r.get("changes")) for r in rows}
+    assert kinds["bn"] == ("run", "bncnn", "bncnn", "") and kinds["ref"][2:] == ("default", "") and kinds["both"][0] == "blend"
     ref = next(r for r in rows if Path(r["name"]).name == "ref")
     folds = json.loads((runs["ref"] / "cv_report.json").read_text())["folds"]
     assert ref["train_min"] == round(sum(f["seconds"] for f in folds) / 60, 1)  # the folds' fits, not one call's wall
@@ -199,6 +199,14 @@ def test_the_runs_table_lists_runs_and_blends_best_first(runs: dict[str, Path], 
     damaged_log.write_text("time,file\n1,2\n")
     with pytest.raises(UserError, match="log.csv: not a submissions log: no column run"):
         list_runs(root, submissions=damaged_log)
+
+
+def test_the_runs_table_names_a_runs_recipe_and_what_it_changed() -> None:
+    assert recipe_of(RECIPES["drawn"].replace(seed=3, folds=3)) == ("drawn", "")  # seeds and folds change no recipe
+    assert recipe_of(TrainConfig(redraw=0.3)) == ("default", "redraw=0.3")  # as near drawn's 0.5: the first recipe
+    assert recipe_of(TrainConfig(label_smoothing=0.0, lr=0.002)) == ("default", "label_smoothing=0")  # lr has a column
+    assert recipe_of(RECIPES["resnet"].replace(stroke=0.5, pseudo_label="models/x")) == ("resnet", "stroke=0.5 pseudo_label=models/x")
+    assert recipe_of(RECIPES["seed"].replace(epochs=3, workers=0)) == ("seed", "")  # run settings are no hyperparameters
 
 
 def test_pseudo_labels_join_every_training_part_and_never_a_validation_part(runs: dict[str, Path], tmp_path: Path,
