@@ -25,16 +25,16 @@ def _submissions(log_path: Path) -> pd.DataFrame:
     return table
 
 
-# hyperparameters with a column of their own, or that name a run of a recipe rather than change it
-SHOWN = ("arch", "epochs", "lr", "dropout", "batch_size", "seed", "split_seed", "folds")
+IDENTITY = ("seed", "split_seed", "folds")  # name one run of a recipe rather than change the recipe
+SHOWN = ("arch", "epochs", "lr", "dropout", "batch_size")  # hyperparameters with a column of their own
 
 
 def recipe_of(config: TrainConfig) -> tuple[str, str]:
     """(the named recipe of the run's architecture that differs from it in the fewest hyperparameters, the first
     of equals; "field=value" for each it changes beyond the table's columns), e.g. ("default", "label_smoothing=0")."""
-    ours = {k: v for k, v in config.to_dict().items() if k not in RUN_SETTINGS and k not in ("seed", "split_seed", "folds")}
-    differ = {name: [k for k, v in ours.items() if recipe.to_dict()[k] != v]
-              for name, recipe in RECIPES.items() if recipe.arch == config.arch}  # every arch has one (reference: default, seed, drawn)
+    ours = {k: v for k, v in config.to_dict().items() if k not in RUN_SETTINGS and k not in IDENTITY}
+    recipes = {name: recipe.to_dict() for name, recipe in RECIPES.items() if recipe.arch == config.arch}  # never empty
+    differ = {name: [k for k, v in ours.items() if recipe[k] != v] for name, recipe in recipes.items()}
     name = min(differ, key=lambda n: len(differ[n]))
     return name, " ".join(f"{k}={ours[k]:g}" if isinstance(ours[k], float) else f"{k}={ours[k]}"
                           for k in differ[name] if k not in SHOWN)

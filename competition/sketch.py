@@ -44,21 +44,20 @@ def redraw(images: np.ndarray, pens: np.ndarray) -> np.ndarray:
     """uint8 (N, 28, 28) -> the same digits redrawn along their centre lines; pens: (N,) pen widths in px, anti-aliased."""
     fine = F.interpolate(torch.from_numpy(images).float()[:, None], scale_factor=UPSCALE, mode="bilinear",
                          align_corners=False)[:, 0].numpy() > 127.5
-    out = np.zeros(images.shape, np.uint8)
+    out, (h, w) = np.zeros(images.shape, np.uint8), images.shape[1:]
     for i, line in enumerate(thin(fine)):
         if not line.any():  # a blank image stays blank
             continue
         distance = ndimage.distance_transform_edt(~line)  # (2H, 2W) px at 2x from the nearest centre-line pixel
         ink = np.clip(pens[i] * UPSCALE / 2 + 0.5 - distance, 0, 1)  # a round pen with a one-pixel soft edge
-        h, w = images.shape[1:]
         out[i] = np.round(ink.reshape(h, UPSCALE, w, UPSCALE).mean((1, 3)) * 255)
     return out
 
 
 def sketches(images: np.ndarray, seed: int) -> np.ndarray:
     """Every image redrawn with a pen width drawn uniformly from PEN (the same for the same seed): uint8 (N, 28, 28)."""
-    pens = np.random.default_rng([seed, 7]).uniform(*PEN, size=len(images))
     if not len(images):
         return images.copy()
+    pens = np.random.default_rng([seed, 7]).uniform(*PEN, size=len(images))
     starts = tqdm(range(0, len(images), CHUNK), desc="redraw", unit="chunk", leave=False, dynamic_ncols=True)
     return np.concatenate([redraw(images[i:i + CHUNK], pens[i:i + CHUNK]) for i in starts])
