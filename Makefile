@@ -1,5 +1,5 @@
 # Entry points. Variables: DATA (train/test folder, zip or file; default data/, else the bundled sample),
-# RUN (models/$(RUN)), FOLDS, EPOCHS, RECIPE (default|seed|bncnn|resnet|drawn), PARAMS (a `tune` result for cv), TRIALS and JOBS
+# RUN (models/$(RUN)), FOLDS, EPOCHS, RECIPE (default|seed|bncnn|resnet|poolres|drawn), PARAMS (a `tune` result for cv), TRIALS and JOBS
 # (for `make tune`), PLAN (a plan file for `make best`), SRC (for `make data`), ARGS (extra CLI flags). docs/cli.md lists them all.
 PYTHON ?= python3
 VENV   ?= .venv

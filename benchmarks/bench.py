@@ -22,14 +22,16 @@ python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part PART] 
   serve what using a run or blend costs (--models, default WORK/arch/blend, `best`'s): `submit` of a 28,000-row
         test file (wall time, peak memory), and the demo's server-side time per drawing (preprocess + every model)
         on 500 sketchpad-like canvases of test rows;
-  stroke fold 1 of the default recipe on the bundled sample with and without stroke augmentation (--stroke 0.5),
+  stroke fold 1 of the reference CNN's recipe on the bundled sample with and without stroke augmentation (--stroke 0.5),
         seeds 42 and 43: errors on the fold's validation rows as they are and with the pen a pixel narrower or wider,
         and on 2,000 full-data rows it never saw, as they are and drawn as sketchpad-like canvases (and the share
         of those the demo marks unsure);
   smoothing the same with and without label smoothing (--label-smoothing 0 and 0.1), seeds 42 and 43;
-  redraw fold 1 of the default recipe on the given train file with and without --redraw 0.5, seeds 42 and 43: errors
+  redraw fold 1 of the reference CNN's recipe on the given train file with and without --redraw 0.5, seeds 42 and 43: errors
         on all the fold's validation rows as they are, drawn as sketchpad-like canvases, and as canvases of their own
         strokes upscaled (not redrawn: what the preprocessing alone costs);
+  read  fold 1's model of each run (--runs, one fold split) on all the fold's validation rows: as they are, drawn as
+        sketchpad-like canvases, and as canvases of their own strokes upscaled (`redraw`'s readings);
   unsure the demo's "unsure" mark: fold 1's model of each run (--runs, one fold split) reads sketchpad-like canvases
         of all its validation rows, of letters no digit resembles and of random scribbles; per threshold, the
         share of each marked unsure and the digits misread with and without the mark;
@@ -71,7 +73,7 @@ from canvas import STYLES, random_canvas
 
 from competition.checkpoint import Checkpoint, load_checkpoint
 from competition.config import TrainConfig
-from competition.data import SAMPLE_DIR, read_test, read_train
+from competition.data import SAMPLE_DIR, Digits, read_test, read_train
 from competition.ensemble import Ensemble
 from competition.infer import TTA_ROTATIONS, autocast_dtype, predict_proba
 from competition.metrics import log_loss
@@ -343,8 +345,8 @@ def sample_pairs(data: Path, out: Path, folds: int, *, flag: str, values: tuple[
         for value in values:
             run = out / flag / f"{flag}{value:g}-seed{seed}"
             if not (run / "fold1.pt").exists():
-                timed([sys.executable, "-m", "competition", "cv", "--data", str(ROOT / SAMPLE_DIR), "--seed", str(seed),
-                       "--split-seed", "42", f"--{flag}", str(value), "--folds", str(folds), "--fold", "1", "--out", str(run)])
+                timed([sys.executable, "-m", "competition", "cv", "--data", str(ROOT / SAMPLE_DIR), "--recipe", "reference",
+                       "--seed", str(seed), "--split-seed", "42", f"--{flag}", str(value), "--folds", str(folds), "--fold", "1", "--out", str(run)])
             ensemble = Ensemble.load(run / "fold1.pt")
             val = np.asarray(ensemble.members[0].extra["oof_index"])
             images, labels = sample.images[val], sample.labels[val]
@@ -369,31 +371,49 @@ def upscaled_canvas(image: np.ndarray, side: int = 800) -> np.ndarray:
 
 
 def bench_redraw(data: Path, out: Path, folds: int, *, share: float = 0.5, seeds: tuple[int, ...] = (42, 43)) -> dict[str, object]:
-    """Fold 1 of the default recipe (split 42) with and without `--redraw SHARE`, for each seed, each read on all
-    the fold's validation rows: as they are, as canvases (the demo's path), and as canvases of their own strokes
-    upscaled (no redrawing: what the page's preprocessing alone costs)."""
-    from competition.preprocess import preprocess
-
+    """Fold 1 of the reference CNN's recipe (split 42) with and without `--redraw SHARE`, for each seed, each read
+    as `fold_readings` reads it."""
     full = read_train(data)
-    assert full.labels is not None
     runs: dict[str, dict[str, object]] = {}
     readings: dict[str, np.ndarray] = {}
     for seed in seeds:
         for value in (0.0, share):
             run = out / "redraw" / f"redraw{value:g}-seed{seed}"
             if not (run / "fold1.pt").exists():
-                timed([sys.executable, "-m", "competition", "cv", "--data", str(data), "--seed", str(seed), "--split-seed",
-                       "42", "--redraw", str(value), "--folds", str(folds), "--fold", "1", "--out", str(run)])
-            ensemble = Ensemble.load(run / "fold1.pt")
-            val = np.asarray(ensemble.members[0].extra["oof_index"])
-            if not readings:  # one fold split: the same rows for every run
-                readings = {"validation": full.images[val], "canvas": canvas_digits(full.images[val]),
-                            "upscaled": np.stack([preprocess(upscaled_canvas(image)) for image in full.images[val]])}
-            labels = full.labels[val]
-            runs[run.name] = {"seed": seed, "redraw": value, **ensemble.members[0].metrics,
-                              **{f"{name}_errors": errors(ensemble.predict_proba(x), labels) for name, x in readings.items()}}
+                timed([sys.executable, "-m", "competition", "cv", "--data", str(data), "--recipe", "reference", "--seed",
+                       str(seed), "--split-seed", "42", "--redraw", str(value), "--folds", str(folds), "--fold", "1", "--out", str(run)])
+            runs[run.name] = {"seed": seed, "redraw": value, **fold_readings(run, full, readings)}
             print(run.name, runs[run.name], flush=True)
     return {"fold": 1, "split_seed": 42, "validation_rows": len(readings["validation"]), "runs": runs}
+
+
+def fold_readings(run: Path, full: Digits, readings: dict[str, np.ndarray]) -> dict[str, object]:
+    """Fold 1's model of `run`: its metrics and its errors on all the fold's validation rows as they are, drawn as
+    sketchpad-like canvases (the demo's path) and as canvases of their own strokes upscaled (no redrawing: what the
+    page's preprocessing alone costs). `readings` caches those images for the next run of the same fold split."""
+    from competition.preprocess import preprocess
+
+    assert full.labels is not None
+    ensemble = Ensemble.load(run / "fold1.pt")
+    val = np.asarray(ensemble.members[0].extra["oof_index"])
+    if not readings:
+        readings.update({"index": val, "validation": full.images[val], "canvas": canvas_digits(full.images[val]),
+                         "upscaled": np.stack([preprocess(upscaled_canvas(image)) for image in full.images[val]])})
+    if not np.array_equal(readings["index"], val):
+        sys.exit(f"bench: {run} has another fold split than the runs before it; compare runs of one split")
+    return {**ensemble.members[0].metrics, **{f"{name}_errors": errors(ensemble.predict_proba(readings[name]), full.labels[val])
+                                              for name in ("validation", "canvas", "upscaled")}}
+
+
+def bench_read(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict[str, object]:
+    """Fold 1's model of each of `runs` (one fold split) read as `fold_readings` reads it: architectures on the demo's path."""
+    full = read_train(data)
+    readings: dict[str, np.ndarray] = {}
+    rows = {}
+    for run in runs:
+        rows[str(run)] = {"arch": Ensemble.load(run / "fold1.pt").members[0].config.arch, **fold_readings(run, full, readings)}
+        print(run, rows[str(run)], flush=True)
+    return {"fold": 1, "validation_rows": len(readings["index"]), "runs": rows}
 
 
 def bench_arch(data: Path, out: Path, folds: int, fold: int = 1, canvas_rows: int = CANVAS_ROWS) -> dict[str, object]:
@@ -668,7 +688,7 @@ def bench_gpu(data: Path, out: Path, folds: int) -> dict[str, object]:
 
 
 EVERY_TIME = ("cv", "tta", "step", "demo")
-ON_DEMAND = ("arch", "plan", "folds", "serve", "unsure", "stroke", "smoothing", "redraw", "gpu")  # hours of training, a GPU or runs
+ON_DEMAND = ("arch", "plan", "folds", "serve", "read", "unsure", "stroke", "smoothing", "redraw", "gpu")  # hours of training, a GPU or runs
 
 
 def main() -> None:
@@ -683,14 +703,15 @@ def main() -> None:
     parser.add_argument("--models", type=Path, help="the run or blend of --part serve (default: WORK/arch/blend)")
     parser.add_argument("--runs", type=Path, nargs="+", default=[], help="the run folders of --part folds and --part unsure")
     args = parser.parse_args()
-    if args.part in ("folds", "unsure") and not args.runs:
+    if args.part in ("folds", "unsure", "read") and not args.runs:
         parser.error(f"--part {args.part} compares the runs named by --runs RUN [RUN ...]")
     args.work.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     parts: dict[str, Callable[[Path, Path, int], Mapping[str, object]]] = {
         "cv": bench_cv, "tta": bench_tta, "step": bench_step, "demo": bench_demo, "arch": bench_arch,
         "plan": partial(bench_plan, plan=args.plan), "folds": partial(bench_folds, runs=args.runs),
-        "serve": partial(bench_serve, models=args.models), "unsure": partial(bench_unsure, runs=args.runs),
+        "serve": partial(bench_serve, models=args.models), "read": partial(bench_read, runs=args.runs),
+        "unsure": partial(bench_unsure, runs=args.runs),
         "stroke": partial(sample_pairs, flag="stroke", values=(0.0, 0.5), seeds=(42, 43)),
         "smoothing": partial(sample_pairs, flag="label-smoothing", values=(0.0, 0.1), seeds=(42, 43)),
         "redraw": bench_redraw,
@@ -701,7 +722,8 @@ def main() -> None:
             text = json.dumps({"host": info, "command": " ".join(sys.argv), **bench(args.data, args.work, args.folds)}, indent=2)
             last_run = args.runs[-1].name if args.runs else ""
             name = {"plan": f"plan-{args.plan.stem.removeprefix('plan-')}",  # one result per plan, per compared run
-                    "folds": f"folds-{last_run}", "unsure": f"unsure-{last_run}"}.get(part, part)
+                    "folds": f"folds-{last_run}", "unsure": f"unsure-{last_run}", "read": f"read-{last_run}",
+                    "serve": f"serve-{args.models.name}" if args.models else "serve"}.get(part, part)
             (RESULTS / result_name(name, info)).write_text(text)
             print(text)
 

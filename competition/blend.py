@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import plots
-from .config import TrainConfig
+from .config import REFERENCE_RECIPE, TrainConfig
 from .errors import UserError
 from .io import atomic_write, read_csv, read_json
 from .metrics import accuracy, log_loss
@@ -59,7 +59,7 @@ def read_report(run: Path) -> tuple[dict[str, Any], TrainConfig]:
     if not all(isinstance(report[k], int | float) and not isinstance(report[k], bool) for k in figures):
         raise UserError(f"{path}: not a cv report ({REBUILD}): {', '.join(figures)} should be numbers")
     try:
-        config = TrainConfig.from_dict(report["config"])
+        config = TrainConfig.from_dict(report["config"], base=REFERENCE_RECIPE)
     except UserError as exc:
         raise UserError(f"{path}: not a cv report ({REBUILD}): {exc}") from exc
     missing = [f"fold{k}.pt" for k in range(1, config.folds + 1) if not (run / f"fold{k}.pt").is_file()]

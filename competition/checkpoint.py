@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import TrainConfig
+from .config import REFERENCE_RECIPE, TrainConfig
 from .errors import UserError
 from .io import atomic_write, versions
 from .model import NORMALIZE, build_model
@@ -81,7 +81,7 @@ def _read_ours(payload: dict[str, Any]) -> tuple[TrainConfig, Any, dict[str, flo
         raise UserError(f"lacks {', '.join(missing)}")
     if not isinstance(payload["config"], dict):
         raise UserError(f"config is a {type(payload['config']).__name__}, not a dict")
-    return TrainConfig.from_dict(payload["config"]).validate(), payload["state_dict"], _checked_normalize(payload["normalize"])
+    return TrainConfig.from_dict(payload["config"], base=REFERENCE_RECIPE).validate(), payload["state_dict"], _checked_normalize(payload["normalize"])
 
 
 def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -117,7 +117,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         fold, metrics = payload.get("fold"), payload.get("metrics", {})
     elif all(isinstance(v, torch.Tensor) for v in payload.values()):
         # The original notebook: torch.save(model.state_dict(), "mnist_cnn.pth"), inputs at mean/std 0.5.
-        config, state, normalize, meta, fold, metrics = TrainConfig(), payload, NORMALIZE, {}, None, {}
+        config, state, normalize, meta, fold, metrics = REFERENCE_RECIPE, payload, NORMALIZE, {}, None, {}
     else:
         raise UserError(f"{path}: a dict, but neither a {FORMAT} checkpoint nor a state dict")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

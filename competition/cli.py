@@ -230,9 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--data", type=Path, help="train.csv / .csv.gz / Kaggle zip / folder (default: data/, else the sample)")
     cv.add_argument("--out", type=Path, default=Path("models/default"), help="run folder (default: models/default)")
     cv.add_argument("--recipe", choices=sorted(RECIPES),
-                    help="default: the recipe the README reports; seed: the original notebook's settings; bncnn, resnet: "
-                         "those architectures' starting points (default: the --arch's recipe, else default)")
-    cv.add_argument("--arch", choices=sorted(ARCHS), help="the network (default reference: the notebook's CNN)")
+                    help="default: the recipe the README reports (poolres); reference: the notebook's CNN's; seed: the "
+                         "original notebook's settings; bncnn, resnet: those architectures' (default: the --arch's "
+                         "recipe, else default)")
+    cv.add_argument("--arch", choices=sorted(ARCHS), help="the network (default poolres; reference: the notebook's CNN)")
     cv.add_argument("--params", type=Path, metavar="FILE",
                     help="hyperparameters from a `tune` result (models/tune/best_params.json); flags override them")
     helps = field_help()

@@ -98,7 +98,29 @@ class SmallResNet(nn.Module):
         return self.head(self.dropout(x))
 
 
-ARCHS: dict[str, type[nn.Module]] = {"reference": ReferenceCNN, "bncnn": BatchNormCNN, "resnet": SmallResNet}
+class PooledResNet(nn.Module):
+    """`resnet` made cheap enough for `make cv`: a wider stem, then max-pooling, so that no residual block runs at
+    28x28 (thin full-resolution layers are what make `resnet` slow on a CPU: memory traffic, not arithmetic), and
+    three blocks instead of five (docs/training.md, architectures).
+
+    Input (N, 1, 28, 28) normalised; output (N, 10) logits.
+    """
+
+    def __init__(self, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.stem = _conv_bn(1, 32, 3)  # (N, 32, 28, 28), pooled to (N, 32, 14, 14)
+        self.blocks = nn.Sequential(ResidualBlock(32, 32), ResidualBlock(32, 64, stride=2),
+                                    ResidualBlock(64, 64))  # (N, 64, 7, 7)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.blocks(F.max_pool2d(self.stem(x), 2)).mean(dim=(2, 3))  # global average pooling: (N, 64)
+        return self.head(self.dropout(x))
+
+
+ARCHS: dict[str, type[nn.Module]] = {"reference": ReferenceCNN, "bncnn": BatchNormCNN, "resnet": SmallResNet,
+                                     "poolres": PooledResNet}
 
 
 def build_model(arch: str, *, dropout: float) -> nn.Module:

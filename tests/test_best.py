@@ -79,7 +79,7 @@ def test_a_missing_plan_or_test_file_stops_before_any_training(tmp_path: Path, c
 
 @pytest.mark.slow
 def test_a_plan_of_two_architectures_trains_blends_and_submits_then_resumes(sample_head: Path, tmp_path: Path) -> None:
-    text = ('{"split_seed": 3, "runs": [{"name": "ref", "folds": 2, "epochs": 1, "batch_size": 32},'
+    text = ('{"split_seed": 3, "runs": [{"name": "ref", "recipe": "reference", "folds": 2, "epochs": 1, "batch_size": 32},'
             ' {"name": "bn", "recipe": "bncnn", "folds": 2, "epochs": 1, "batch_size": 32, "seed": 5}]}')
     read = read_plan(_plan(tmp_path, text))
     plan = Plan(path=read.path, runs={name: config.replace(workers=0) for name, config in read.runs.items()})

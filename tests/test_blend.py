@@ -36,7 +36,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny finished runs on the first 400 sample rows: two architectures on one split, and one on another split."""
     data, root = _first_rows(400), tmp_path_factory.mktemp("models")
     made = {}
-    for name, recipe, split_seed in (("ref", "default", 7), ("bn", "bncnn", 7), ("other", "default", 8)):
+    for name, recipe, split_seed in (("ref", "reference", 7), ("bn", "bncnn", 7), ("other", "reference", 8)):
         run_cv(data=data, out=root / name, config=tiny_config(recipe, split_seed))
         made[name] = root / name
     return made
@@ -127,13 +127,13 @@ def test_a_run_named_twice_or_missing_folds_is_refused_and_a_blend_notices_a_mem
     member = tmp_path / "member"
     shutil.copytree(runs["ref"], member)
     assert blend_runs(runs=[member, runs["bn"]], out=tmp_path / "b")["members"][0]["weight"] > 0  # the best member
-    run_cv(data=_first_rows(400), out=member, config=tiny_config("default", 7))  # finds both folds: rebuilds the same report
+    run_cv(data=_first_rows(400), out=member, config=tiny_config("reference", 7))  # finds both folds: rebuilds the same report
     assert Ensemble.load(tmp_path / "b").members  # loads: the rebuilt report has the same OOF loss
     shutil.move(member / "fold1.pt", tmp_path / "fold1.pt")
     with pytest.raises(UserError, match=r"b/blend.json: member .*member: fold1.pt missing"):
         Ensemble.load(tmp_path / "b")
     shutil.move(tmp_path / "fold1.pt", member / "fold1.pt")
-    run_cv(data=_first_rows(400), out=member, config=tiny_config("default", 7).replace(seed=2), force=True)
+    run_cv(data=_first_rows(400), out=member, config=tiny_config("reference", 7).replace(seed=2), force=True)
     with pytest.raises(UserError, match=r"member run .*member was trained again since this blend \(OOF loss .*, was"):
         Ensemble.load(tmp_path / "b")
     assert sorted(Path(row["name"]).name for row in list_runs(tmp_path)) == ["member"]  # not the blend, not `partial`
@@ -188,7 +188,7 @@ def test_the_runs_table_lists_runs_and_blends_best_first(runs: dict[str, Path], 
     assert {Path(r["name"]).name for r in rows} == {"ref", "bn", "other", "both"}
     assert [r["oof_accuracy"] for r in rows] == sorted((r["oof_accuracy"] for r in rows), reverse=True)
     kinds = {Path(r["name"]).name: (r["kind"], r["arch"], r.get("recipe"), r.get("changes")) for r in rows}
-    assert kinds["bn"] == ("run", "bncnn", "bncnn", "") and kinds["ref"][2:] == ("default", "") and kinds["both"][0] == "blend"
+    assert kinds["bn"] == ("run", "bncnn", "bncnn", "") and kinds["ref"][2:] == ("reference", "") and kinds["both"][0] == "blend"
     ref = next(r for r in rows if Path(r["name"]).name == "ref")
     folds = json.loads((runs["ref"] / "cv_report.json").read_text())["folds"]
     assert ref["train_min"] == round(sum(f["seconds"] for f in folds) / 60, 1)  # the folds' fits, not one call's wall
@@ -203,7 +203,7 @@ def test_the_runs_table_lists_runs_and_blends_best_first(runs: dict[str, Path], 
 
 def test_the_runs_table_names_a_runs_recipe_and_what_it_changed() -> None:
     assert recipe_of(RECIPES["drawn"].replace(seed=3, folds=3)) == ("drawn", "")  # seeds and folds change no recipe
-    assert recipe_of(TrainConfig(redraw=0.3)) == ("default", "redraw=0.3")  # as near drawn's 0.5: the first recipe
+    assert recipe_of(RECIPES["reference"].replace(redraw=0.3)) == ("reference", "redraw=0.3")  # as near drawn: the first
     assert recipe_of(TrainConfig(label_smoothing=0.0, lr=0.002)) == ("default", "label_smoothing=0")  # lr has a column
     assert recipe_of(RECIPES["resnet"].replace(stroke=0.5, pseudo_label="models/x")) == ("resnet", "stroke=0.5 pseudo_label=models/x")
     assert recipe_of(RECIPES["seed"].replace(epochs=3, workers=0)) == ("seed", "")  # run settings are no hyperparameters

@@ -12,13 +12,14 @@ import torch
 from torch.nn import functional as F
 
 from competition.checkpoint import load_checkpoint, save_checkpoint
-from competition.config import TrainConfig
+from competition.config import RECIPES, TrainConfig
 from competition.ensemble import Ensemble
 from competition.errors import UserError
 from competition.infer import TTA_ROTATIONS, autocast_dtype, precision_name, predict_proba, rotate, to_input
 from competition.metrics import log_loss
 from competition.model import ARCHS, NORMALIZE, ReferenceCNN, build_model
 
+REFERENCE = RECIPES["reference"]  # the recipe that trains ReferenceCNN
 NOTEBOOK_KEYS = {"conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "conv3.weight", "conv3.bias",
                  "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
 
@@ -120,7 +121,7 @@ def test_notebook_state_dict_loads_and_predicts_the_same(tmp_path: Path, prefix:
 
 def test_checkpoint_round_trip_describes_itself(tmp_path: Path) -> None:
     model = ReferenceCNN(dropout=0.3)
-    config = TrainConfig(dropout=0.3, lr=1e-3)
+    config = REFERENCE.replace(dropout=0.3, lr=1e-3)
     path = tmp_path / "fold2.pt"
     save_checkpoint(path, model, config, fold=2, metrics={"val_acc": 0.99}, extra={"history": [{"epoch": 1}]})
     loaded = load_checkpoint(path)
@@ -182,7 +183,7 @@ def test_the_ensemble_predicts_as_the_checkpoint_says(tmp_path: Path, tta: bool)
     # OOF accuracy is measured with the config's tta; submit, evaluate, predict and the demo must match it
     torch.manual_seed(6)
     model = ReferenceCNN().eval()
-    save_checkpoint(tmp_path / "fold1.pt", model, TrainConfig(tta=tta, bf16=False), fold=1, metrics={}, extra={})
+    save_checkpoint(tmp_path / "fold1.pt", model, REFERENCE.replace(tta=tta, bf16=False), fold=1, metrics={}, extra={})
     images = np.random.default_rng(6).integers(0, 256, (5, 28, 28), dtype=np.uint8)
     expected = predict_proba(model, images, NORMALIZE, bf16=False, tta=tta)
     np.testing.assert_allclose(Ensemble.load(tmp_path).predict_proba(images), expected, rtol=1e-5, atol=1e-7)
@@ -201,7 +202,7 @@ def _saved(tmp_path: Path, **changes: object) -> Path:
     """A checkpoint of an untrained CNN, its payload changed as given (None removes the key)."""
     torch.manual_seed(7)
     path = tmp_path / "fold1.pt"
-    save_checkpoint(path, ReferenceCNN(), TrainConfig(), fold=1, metrics={}, extra={})
+    save_checkpoint(path, ReferenceCNN(), REFERENCE, fold=1, metrics={}, extra={})
     payload = torch.load(path, weights_only=True)
     for key, value in changes.items():
         if value is None:
@@ -222,7 +223,7 @@ def _with_nan(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     ("nan weights", "weights hold NaN or infinity (fc2.bias): a diverged run cannot predict"),
     ("std 0", "normalize has mean 0.5 and std 0: needs finite numbers and std > 0"),
     ("no normalize", "lacks normalize"),
-    ("unknown arch", "invalid arch='resnet9000'; known: reference, bncnn, resnet"),
+    ("unknown arch", "invalid arch='resnet9000'; known: reference, bncnn, resnet, poolres"),
     ("mistyped field", "config field epochs='ten' should be of type int"),
     ("config not a dict", "config is a list, not a dict"),
     ("state not tensors", "state_dict is not a dict of tensors"),
@@ -271,7 +272,7 @@ def test_non_finite_probabilities_are_an_error_never_a_label(tmp_path: Path) -> 
     model = ReferenceCNN()
     with torch.no_grad():
         model.fc2.weight.fill_(3e38)
-    save_checkpoint(tmp_path / "fold1.pt", model, TrainConfig(bf16=False), fold=1, metrics={}, extra={})
+    save_checkpoint(tmp_path / "fold1.pt", model, REFERENCE.replace(bf16=False), fold=1, metrics={}, extra={})
     images = np.full((3, 28, 28), 255, np.uint8)
     with pytest.raises(UserError, match="fold1.pt: predicts NaN or infinite probabilities"):
         Ensemble.load(tmp_path).predict_proba(images)
@@ -284,7 +285,7 @@ def test_a_failed_checkpoint_write_is_one_line_and_leaves_no_file(tmp_path: Path
     monkeypatch.setattr(torch, "save", full_disk)
     path = tmp_path / "fold1.pt"
     with pytest.raises(UserError, match=r"fold1.pt: cannot write the checkpoint \(.*file write failed\); is the disk full\?"):
-        save_checkpoint(path, ReferenceCNN(), TrainConfig(), fold=1, metrics={}, extra={})
+        save_checkpoint(path, ReferenceCNN(), REFERENCE, fold=1, metrics={}, extra={})
     assert list(tmp_path.iterdir()) == []
 
 
@@ -322,8 +323,22 @@ def test_an_architecture_flag_takes_that_architectures_recipe() -> None:
     assert resolve(flags={"arch": "bncnn"})[0] == RECIPES["bncnn"]
     assert resolve(flags={"arch": "bncnn", "lr": 0.01})[0].lr == 0.01
     assert resolve(recipe="seed", flags={"arch": "resnet"})[0] == RECIPES["seed"].replace(arch="resnet")
+    assert resolve(flags={"arch": "reference"})[0] == RECIPES["reference"] and RECIPES["reference"].arch == "reference"
+    assert resolve()[0] == TrainConfig() == RECIPES["default"] and TrainConfig().arch == "poolres"
     with pytest.raises(UserError, match="invalid arch='vgg'"):
         resolve(flags={"arch": "vgg"})
+
+
+def test_a_checkpoint_from_before_a_field_takes_the_reference_recipes_value(tmp_path: Path) -> None:
+    """Checkpoints that lack a field predate it, when the reference CNN's recipe was the default."""
+    path = tmp_path / "fold1.pt"
+    save_checkpoint(path, ReferenceCNN(), REFERENCE.replace(lr=1e-3), fold=1, metrics={}, extra={})
+    payload = torch.load(path, weights_only=True)
+    for field in ("arch", "epochs", "dropout", "shift"):
+        del payload["config"][field]
+    torch.save(payload, path)
+    loaded = load_checkpoint(path)
+    assert type(loaded.model) is ReferenceCNN and loaded.config == REFERENCE.replace(lr=1e-3)
 
 
 def test_a_float16_step_scales_the_loss_and_updates_the_weights() -> None:
