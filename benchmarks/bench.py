@@ -388,21 +388,23 @@ def bench_redraw(data: Path, out: Path, folds: int, *, share: float = 0.5, seeds
 
 
 def fold_readings(run: Path, full: Digits, readings: dict[str, np.ndarray]) -> dict[str, object]:
-    """Fold 1's model of `run`: its metrics and its errors on all the fold's validation rows as they are, drawn as
+    """Fold 1's model of `run`: its architecture, metrics and errors on all the fold's validation rows as they are, drawn as
     sketchpad-like canvases (the demo's path) and as canvases of their own strokes upscaled (no redrawing: what the
     page's preprocessing alone costs). `readings` caches those images for the next run of the same fold split."""
     from competition.preprocess import preprocess
 
     assert full.labels is not None
     ensemble = Ensemble.load(run / "fold1.pt")
-    val = np.asarray(ensemble.members[0].extra["oof_index"])
+    member = ensemble.members[0]
+    val = np.asarray(member.extra["oof_index"])
     if not readings:
         readings.update({"index": val, "validation": full.images[val], "canvas": canvas_digits(full.images[val]),
                          "upscaled": np.stack([preprocess(upscaled_canvas(image)) for image in full.images[val]])})
     if not np.array_equal(readings["index"], val):
         sys.exit(f"bench: {run} has another fold split than the runs before it; compare runs of one split")
-    return {**ensemble.members[0].metrics, **{f"{name}_errors": errors(ensemble.predict_proba(readings[name]), full.labels[val])
-                                              for name in ("validation", "canvas", "upscaled")}}
+    return {"arch": member.config.arch, **member.metrics,
+            **{f"{name}_errors": errors(ensemble.predict_proba(readings[name]), full.labels[val])
+               for name in ("validation", "canvas", "upscaled")}}
 
 
 def bench_read(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict[str, object]:
@@ -411,7 +413,7 @@ def bench_read(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict[s
     readings: dict[str, np.ndarray] = {}
     rows = {}
     for run in runs:
-        rows[str(run)] = {"arch": Ensemble.load(run / "fold1.pt").members[0].config.arch, **fold_readings(run, full, readings)}
+        rows[str(run)] = fold_readings(run, full, readings)
         print(run, rows[str(run)], flush=True)
     return {"fold": 1, "validation_rows": len(readings["index"]), "runs": rows}
 
