@@ -101,26 +101,34 @@ class SmallResNet(nn.Module):
 class PooledResNet(nn.Module):
     """`resnet` made cheap enough for `make cv`: a wider stem, then max-pooling, so that no residual block runs at
     28x28 (thin full-resolution layers are what make `resnet` slow on a CPU: memory traffic, not arithmetic), and
-    three blocks instead of five (docs/training.md, architectures).
+    three blocks instead of five (docs/training.md, architectures). `width`: channels at 14x14, twice that at 7x7.
 
     Input (N, 1, 28, 28) normalised; output (N, 10) logits.
     """
 
-    def __init__(self, dropout: float = 0.2) -> None:
+    def __init__(self, dropout: float = 0.2, width: int = 32) -> None:
         super().__init__()
-        self.stem = _conv_bn(1, 32, 3)  # (N, 32, 28, 28), pooled to (N, 32, 14, 14)
-        self.blocks = nn.Sequential(ResidualBlock(32, 32), ResidualBlock(32, 64, stride=2),
-                                    ResidualBlock(64, 64))  # (N, 64, 7, 7)
+        self.stem = _conv_bn(1, width, 3)  # (N, width, 28, 28), pooled to (N, width, 14, 14)
+        self.blocks = nn.Sequential(ResidualBlock(width, width), ResidualBlock(width, 2 * width, stride=2),
+                                    ResidualBlock(2 * width, 2 * width))  # (N, 2 * width, 7, 7)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(64, 10)
+        self.head = nn.Linear(2 * width, 10)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.blocks(F.max_pool2d(self.stem(x), 2)).mean(dim=(2, 3))  # global average pooling: (N, 64)
+        x = self.blocks(F.max_pool2d(self.stem(x), 2)).mean(dim=(2, 3))  # global average pooling: (N, 2 * width)
         return self.head(self.dropout(x))
 
 
+class WidePooledResNet(PooledResNet):
+    """`poolres` with 1.5x the channels (48 at 28x28 and 14x14, 96 at 7x7): more capacity for a slower step
+    (docs/training.md, architectures)."""
+
+    def __init__(self, dropout: float = 0.2) -> None:
+        super().__init__(dropout, width=48)
+
+
 ARCHS: dict[str, type[nn.Module]] = {"reference": ReferenceCNN, "bncnn": BatchNormCNN, "resnet": SmallResNet,
-                                     "poolres": PooledResNet}
+                                     "poolres": PooledResNet, "poolres-wide": WidePooledResNet}
 
 
 def build_model(arch: str, *, dropout: float) -> nn.Module:

@@ -223,7 +223,7 @@ def _with_nan(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     ("nan weights", "weights hold NaN or infinity (fc2.bias): a diverged run cannot predict"),
     ("std 0", "normalize has mean 0.5 and std 0: needs finite numbers and std > 0"),
     ("no normalize", "lacks normalize"),
-    ("unknown arch", "invalid arch='resnet9000'; known: reference, bncnn, resnet, poolres"),
+    ("unknown arch", "invalid arch='resnet9000'; known: reference, bncnn, resnet, poolres, poolres-wide"),
     ("mistyped field", "config field epochs='ten' should be of type int"),
     ("config not a dict", "config is a list, not a dict"),
     ("state not tensors", "state_dict is not a dict of tensors"),
