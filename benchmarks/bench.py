@@ -19,6 +19,8 @@ python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part PART] 
   folds runs (--runs, finished or not) of one fold split compared fold by fold on the folds all of them have: each
         run's errors, log loss, best epoch and speed per fold, and the equal-weight blend of every subset, from the
         fold checkpoints' OOF predictions (no training);
+  misses where the greedy blend of runs (--runs; per fold split, runs grouped by theirs) errs: its OOF errors
+        counted by how many of the runs err on the row too (no training);
   serve what using a run or blend costs (--models, default WORK/arch/blend, `best`'s): `submit` of a 28,000-row
         test file (wall time, peak memory), and the demo's server-side time per drawing (preprocess + every model)
         on 500 sketchpad-like canvases of test rows;
@@ -515,6 +517,31 @@ def bench_folds(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict[
             "equal_weight_blends": blends}
 
 
+def bench_misses(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict[str, object]:
+    """Where the greedy blend of `runs` errs, per fold split (runs grouped by theirs): its OOF errors counted by how
+    many members err on the row too, with those rows (train file row numbers). Rows every member gets wrong no
+    weighting of these members can fix."""
+    from competition.blend import load_run, select
+
+    groups: dict[str, list] = {}
+    for run in runs:
+        member = load_run(run)
+        groups.setdefault(json.dumps(member.split, sort_keys=True), []).append(member)
+    report = []
+    for members in groups.values():
+        labels = members[0].labels
+        weights = select([m.probs for m in members], labels)
+        wrong = np.asarray(sum(w * m.probs for w, m in zip(weights, members))).argmax(1) != labels
+        members_wrong = np.sum([m.probs.argmax(1) != labels for m in members], axis=0)  # (N,) how many members err
+        rows = {str(k): np.flatnonzero(wrong & (members_wrong == k)).tolist() for k in range(len(members), -1, -1)}
+        report.append({"split": members[0].split, "runs": [str(m.path) for m in members],
+                       "weights": (weights / weights.sum()).tolist(), "blend_errors": int(wrong.sum()),
+                       "rows_any_member_wrong": int((members_wrong > 0).sum()),
+                       "blend_errors_by_members_wrong": {k: len(r) for k, r in rows.items()}, "rows": rows})
+    every = [set(group["rows"][str(len(group["runs"]))]) for group in report]  # rows every member of a split errs on
+    return {"splits": report, "every_member_wrong_in_every_split": sorted(set.intersection(*every))}
+
+
 NOT_DIGITS = "ACEFHKMNPRUVWXaehkmnruvwx"  # letters that no digit resembles (no O, I, S, Z, B, G, q, ...)
 UNSURE_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -690,7 +717,7 @@ def bench_gpu(data: Path, out: Path, folds: int) -> dict[str, object]:
 
 
 EVERY_TIME = ("cv", "tta", "step", "demo")
-ON_DEMAND = ("arch", "plan", "folds", "serve", "read", "unsure", "stroke", "smoothing", "redraw", "gpu")  # hours of training, a GPU or runs
+ON_DEMAND = ("arch", "plan", "folds", "misses", "serve", "read", "unsure", "stroke", "smoothing", "redraw", "gpu")  # hours of training, a GPU or runs
 
 
 def main() -> None:
@@ -703,15 +730,16 @@ def main() -> None:
     parser.add_argument("--plan", type=Path, default=ROOT / "competition" / "best.json",
                         help="the plan of --part plan (default: the shipped one)")
     parser.add_argument("--models", type=Path, help="the run or blend of --part serve (default: WORK/arch/blend)")
-    parser.add_argument("--runs", type=Path, nargs="+", default=[], help="the run folders of --part folds and --part unsure")
+    parser.add_argument("--runs", type=Path, nargs="+", default=[], help="the run folders of --part folds, misses, read and unsure")
     args = parser.parse_args()
-    if args.part in ("folds", "unsure", "read") and not args.runs:
+    if args.part in ("folds", "misses", "unsure", "read") and not args.runs:
         parser.error(f"--part {args.part} compares the runs named by --runs RUN [RUN ...]")
     args.work.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     parts: dict[str, Callable[[Path, Path, int], Mapping[str, object]]] = {
         "cv": bench_cv, "tta": bench_tta, "step": bench_step, "demo": bench_demo, "arch": bench_arch,
         "plan": partial(bench_plan, plan=args.plan), "folds": partial(bench_folds, runs=args.runs),
+        "misses": partial(bench_misses, runs=args.runs),
         "serve": partial(bench_serve, models=args.models), "read": partial(bench_read, runs=args.runs),
         "unsure": partial(bench_unsure, runs=args.runs),
         "stroke": partial(sample_pairs, flag="stroke", values=(0.0, 0.5), seeds=(42, 43)),
@@ -724,7 +752,7 @@ def main() -> None:
             text = json.dumps({"host": info, "command": " ".join(sys.argv), **bench(args.data, args.work, args.folds)}, indent=2)
             last_run = args.runs[-1].name if args.runs else ""
             name = {"plan": f"plan-{args.plan.stem.removeprefix('plan-')}",  # one result per plan, per compared run
-                    "folds": f"folds-{last_run}", "unsure": f"unsure-{last_run}", "read": f"read-{last_run}",
+                    "folds": f"folds-{last_run}", "misses": f"misses-{last_run}", "unsure": f"unsure-{last_run}", "read": f"read-{last_run}",
                     "serve": f"serve-{args.models.name}" if args.models else "serve"}.get(part, part)
             (RESULTS / result_name(name, info)).write_text(text)
             print(text)
