@@ -521,9 +521,9 @@ def bench_misses(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict
     """Where the greedy blend of `runs` errs, per fold split (runs grouped by theirs): its OOF errors counted by how
     many members err on the row too, with those rows (train file row numbers). Rows every member gets wrong no
     weighting of these members can fix."""
-    from competition.blend import load_run, select
+    from competition.blend import RunOOF, load_run, select
 
-    groups: dict[str, list] = {}
+    groups: dict[str, list[RunOOF]] = {}  # split (as JSON) -> its runs
     for run in runs:
         member = load_run(run)
         groups.setdefault(json.dumps(member.split, sort_keys=True), []).append(member)

@@ -101,7 +101,7 @@ class SmallResNet(nn.Module):
 class PooledResNet(nn.Module):
     """`resnet` made cheap enough for `make cv`: a wider stem, then max-pooling, so that no residual block runs at
     28x28 (thin full-resolution layers are what make `resnet` slow on a CPU: memory traffic, not arithmetic), and
-    three blocks instead of five (docs/training.md, architectures). `width`: channels at 14x14, twice that at 7x7.
+    three blocks instead of five (docs/training.md, architectures). `width`: channels of the stem and at 14x14, twice that at 7x7.
 
     Input (N, 1, 28, 28) normalised; output (N, 10) logits.
     """
