@@ -453,7 +453,7 @@ def bench_plan(data: Path, out: Path, folds: int, *, plan: Path) -> dict[str, ob
     """`best` with `plan` into OUT/arch, so that the folds `--part arch` trained there (runs of the same names) are
     reused; then each run's and the blend's OOF errors and log loss, in all and per fold. Fold times come from the
     checkpoints (the wall clock of a resumed `best` says nothing)."""
-    from competition.blend import load_run
+    from competition.blend import load_run, mix
 
     wall, rss = timed([sys.executable, "-m", "competition", "best", "--data", str(data), "--plan", str(plan),
                        "--out", str(out / "arch"), "--submission", str(out / "arch" / "submission.csv")])
@@ -479,10 +479,10 @@ def bench_plan(data: Path, out: Path, folds: int, *, plan: Path) -> dict[str, ob
         runs[run.name] = {"config": report["config"], "oof_errors": member["oof_errors"], "oof_loss": member["oof_loss"],
                           "tta": errors_and_loss(with_tta[-1], labels),
                           "train_seconds": report["train_seconds"], "folds": per_fold}
-    tta_blend = sum(member["weight"] * probs for member, probs in zip(blend["members"], with_tta))
+    tta_blend = mix(with_tta, [member["weight"] for member in blend["members"]])
     return {"plan": json.loads(plan.read_text()), "best_wall_seconds": wall, "best_peak_rss_gb": rss, "runs": runs,
             "blend": {key: blend[key] for key in ("members", "oof_errors", "oof_accuracy", "oof_loss", "method")},
-            "blend_tta": errors_and_loss(np.asarray(tta_blend), labels),
+            "blend_tta": errors_and_loss(tta_blend, labels),
             "equal_weight_blends": equal_weight_blends(plain, labels)}
 
 
@@ -521,7 +521,7 @@ def bench_misses(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict
     """Where the greedy blend of `runs` errs, per fold split (runs grouped by theirs): its OOF errors counted by how
     many members err on the row too, with those rows (train file row numbers). Rows every member gets wrong no
     weighting of these members can fix."""
-    from competition.blend import RunOOF, load_run, select
+    from competition.blend import RunOOF, load_run, mix, select
 
     groups: dict[str, list[RunOOF]] = {}  # split (as JSON) -> its runs
     for run in runs:
@@ -531,7 +531,7 @@ def bench_misses(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict
     for members in groups.values():
         labels = members[0].labels
         weights = select([m.probs for m in members], labels)
-        wrong = np.asarray(sum(w * m.probs for w, m in zip(weights, members))).argmax(1) != labels
+        wrong = mix([m.probs for m in members], weights).argmax(1) != labels
         members_wrong = np.sum([m.probs.argmax(1) != labels for m in members], axis=0)  # (N,) how many members err
         rows = {str(k): np.flatnonzero(wrong & (members_wrong == k)).tolist() for k in range(len(members), -1, -1)}
         report.append({"split": members[0].split, "runs": [str(m.path) for m in members],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,11 @@ def select(probs: list[np.ndarray], labels: np.ndarray, *, max_picks: int = 50) 
     return counts
 
 
+def mix(probs: list[np.ndarray], weights: Iterable[float]) -> np.ndarray:
+    """The members' probabilities (each (N, 10)) weighted and summed: a blend's (N, 10)."""
+    return np.asarray(sum(w * p for w, p in zip(weights, probs)))
+
+
 def blend_runs(*, runs: list[Path], out: Path, max_picks: int = 50) -> dict[str, Any]:
     """Learn weights for `runs` on their OOF predictions; write OUT/blend.json and OUT/oof.csv; return the report."""
     if len(runs) < 2:
@@ -138,8 +144,7 @@ def blend_runs(*, runs: list[Path], out: Path, max_picks: int = 50) -> dict[str,
     labels = loaded[0].labels
     counts = select([run.probs for run in loaded], labels, max_picks=max_picks)
     weights = counts / counts.sum()
-    probs = sum(w * run.probs for w, run in zip(weights, loaded))
-    assert isinstance(probs, np.ndarray)
+    probs = mix([run.probs for run in loaded], weights)
     preds = probs.argmax(1)
     scores = [_score(run.probs, labels) for run in loaded]  # (errors, log loss) per member
     best = loaded[scores.index(min(scores))]
