@@ -1,8 +1,8 @@
 """`best`: the strongest result in one command: train a plan's runs on one fold split, blend them, submit.
 
 A plan is data, a JSON file: the fold split its runs share, and the runs, each a recipe (config.RECIPES) plus the
-hyperparameters it changes. best.json (beside this module) is `make best`'s; `best --plan FILE` takes another
-of the same shape (docs/training.md, "make best").
+hyperparameters it changes; a run may take pseudo-labels from the blend of runs before it. best.json (beside this
+module) is `make best`'s; `best --plan FILE` takes another of the same shape (docs/training.md, "make best").
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +21,17 @@ from .errors import UserError
 log = logging.getLogger(__name__)
 
 PLAN = Path(__file__).with_suffix(".json")  # the shipped plan, beside this module
-BLEND = "blend"  # the blend's folder in the plan's output folder
-# what a plan's run may set: the hyperparameters, less those the plan owns (the split) or that need a run first
-RUN_FIELDS = {f.name for f in fields(TrainConfig)} - set(RUN_SETTINGS) - {"split_seed", "pseudo_label", "pseudo_threshold"}
+BLEND = "blend"  # the blend's folder in the plan's output folder; BLEND-NAME: the blend that pseudo-labels run NAME
+# what a plan's run may set: the hyperparameters, less the split (the plan's) and pseudo_label (names of runs, below)
+RUN_FIELDS = {f.name for f in fields(TrainConfig)} - set(RUN_SETTINGS) - {"split_seed"}
 
 
 @dataclass(frozen=True)
 class Plan:
     path: Path
     runs: dict[str, TrainConfig]  # run folder name -> its configuration, in training order
+    # run name -> the earlier runs whose blend labels the test rows it trains on (absent: none)
+    pseudo_sources: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def read_plan(path: Path = PLAN) -> Plan:
@@ -49,14 +51,17 @@ def read_plan(path: Path = PLAN) -> Plan:
     if not isinstance(split_seed, int) or isinstance(split_seed, bool) or split_seed < 0:
         raise UserError(f"{path}: split_seed should be an integer >= 0, not {split_seed!r}")
     runs: dict[str, TrainConfig] = {}
+    pseudo_sources: dict[str, tuple[str, ...]] = {}
     for number, entry in enumerate(raw["runs"], start=1):
         if not isinstance(entry, dict):
             raise UserError(f"{path}: run {number} is not an object")
         changes = {key: value for key, value in entry.items() if key not in ("name", "recipe")}
         name, recipe = entry.get("name"), entry.get("recipe")
         where = f"{path}: run {number} ({name})"
-        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or name == BLEND:
-            raise UserError(f"{where}: 'name' should be a folder name of letters, digits, '.', '_' or '-' (not {BLEND!r})")
+        if (not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name)
+                or name == BLEND or name.startswith(f"{BLEND}-")):
+            raise UserError(f"{where}: 'name' should be a folder name of letters, digits, '.', '_' or '-' "
+                            f"(not {BLEND!r} or {BLEND}-…)")
         if name in runs:
             raise UserError(f"{where}: a second run of that name")
         if recipe is not None and not isinstance(recipe, str):
@@ -64,15 +69,35 @@ def read_plan(path: Path = PLAN) -> Plan:
         unknown = sorted(set(changes) - RUN_FIELDS)
         if unknown:
             raise UserError(f"{where}: unknown or unplannable fields {unknown}; a run may set {sorted(RUN_FIELDS)}")
+        sources = changes.pop("pseudo_label", None)
         try:
             config, _ = resolve(recipe=recipe, flags={**changes, "split_seed": split_seed})
         except UserError as exc:
             raise UserError(f"{where}: {exc}") from exc
+        if sources is not None:
+            pseudo_sources[name] = _pseudo_sources(sources, runs, config, where)
         runs[name] = config
     folds = {config.folds for config in runs.values()}
     if len(folds) > 1:
         raise UserError(f"{path}: the runs use different fold counts {sorted(folds)}; a blend needs one split")
-    return Plan(path=path, runs=runs)
+    return Plan(path=path, runs=runs, pseudo_sources=pseudo_sources)
+
+
+def _pseudo_sources(sources: object, earlier: dict[str, TrainConfig], config: TrainConfig, where: str) -> tuple[str, ...]:
+    """A run's pseudo_label: names of runs before it in the plan, checked now rather than after their hours of training."""
+    if (not isinstance(sources, list) or not sources or not all(isinstance(s, str) for s in sources)
+            or len(set(sources)) < len(sources)):
+        raise UserError(f"{where}: 'pseudo_label' should be a list of the names of runs before it, not {sources!r}")
+    from .pseudo import most_confident
+
+    later = [s for s in sources if s not in earlier]
+    if later:
+        raise UserError(f"{where}: 'pseudo_label' names {later}, not runs before it in the plan")
+    ceiling = max(most_confident(earlier[s].label_smoothing) for s in sources)
+    if ceiling < config.pseudo_threshold:
+        raise UserError(f"{where}: {sources} are trained with label smoothing, so their probabilities stay near "
+                        f"{ceiling:.2f}, below pseudo_threshold {config.pseudo_threshold:g}: lower it")
+    return tuple(sources)
 
 
 def run_best(*, data: Path, plan: Plan, out: Path, submission: Path | None = None, force: bool = False) -> dict[str, Any]:
@@ -80,17 +105,26 @@ def run_best(*, data: Path, plan: Plan, out: Path, submission: Path | None = Non
     submission for `data`'s test file (the default name as `submit` chooses it). Returns the blend's report, or the
     run's when the plan has one run."""
     from .blend import blend_runs
-    from .cv import run_cv
+    from .cv import data_digest, run_cv
     from .data import read_test, read_train
+    from .pseudo import pseudo_labels
     from .submit import write_submission
 
     train = read_train(data)
-    read_test(data)  # now: a missing test file should stop the plan before hours of training, not after
+    test = read_test(data)  # now: a missing test file should stop the plan before hours of training, not after
     started = time.perf_counter()
     reports = []
     for number, (name, config) in enumerate(plan.runs.items(), start=1):
         log.info(f"best: run {number} of {len(plan.runs)}: {name} ({config.arch}, seed {config.seed}, {config.epochs} epochs)")
-        reports.append(run_cv(data=train, out=out / name, config=config, force=force))
+        pseudo = None
+        if name in plan.pseudo_sources:
+            sources = [out / source for source in plan.pseudo_sources[name]]
+            labeller = sources[0] if len(sources) == 1 else out / f"{BLEND}-{name}"
+            if len(sources) > 1:
+                blend_runs(runs=sources, out=labeller)
+            config = config.replace(pseudo_label=str(labeller))
+            pseudo = pseudo_labels(source=labeller, train=train, test=test, config=config, digest=data_digest(train))
+        reports.append(run_cv(data=train, out=out / name, config=config, force=force, pseudo=pseudo))
     runs = [out / name for name in plan.runs]
     if len(runs) == 1:
         models, report = runs[0], reports[0]

@@ -37,6 +37,12 @@ class PseudoLabels:
         return digest.hexdigest()[:16]
 
 
+def most_confident(label_smoothing: float) -> float:
+    """About the highest probability a model trained with this label smoothing gives: smoothing e trains the label's
+    probability towards 1 - e + e / 10 (10 classes)."""
+    return 1 - 0.9 * label_smoothing
+
+
 def _trained_on(source: Path) -> list[tuple[Path, dict[str, object], TrainConfig]]:
     """(run, its cv report, its configuration) for the runs behind `source`."""
     runs = [run for run, _ in read_blend(source)] if (source / BLEND_FILE).is_file() else [source]
@@ -64,9 +70,8 @@ def pseudo_labels(*, source: Path, train: Digits, test: Digits, config: TrainCon
                             f"{theirs.fold_seed}, this run on {config.folds} folds of split seed {config.fold_seed}; fold k's "
                             f"pseudo-labels come from the source's fold-k models, which must not have seen fold k's "
                             f"validation rows: use the same --folds and --split-seed")
-    # Label smoothing e trains the label's probability towards 1 - e + e / 10 (10 classes), the most a smoothed model
-    # says: a source whose every run was smoothed below the threshold would add almost no rows, after a whole run's wait.
-    ceiling = max(1 - 0.9 * theirs.label_smoothing for _, _, theirs in sources)
+    # a source whose every run was smoothed below the threshold would add almost no rows, after a whole run's wait
+    ceiling = max(most_confident(theirs.label_smoothing) for _, _, theirs in sources)
     if ceiling < config.pseudo_threshold:
         smoothing = sorted({theirs.label_smoothing for _, _, theirs in sources})
         raise UserError(f"--pseudo-label {source}: trained with label smoothing {', '.join(f'{e:g}' for e in smoothing)}, "

@@ -10,6 +10,7 @@ import pytest
 from conftest import ROOT, SAMPLE
 
 from competition.best import PLAN, Plan, read_plan, run_best
+from competition.checkpoint import load_checkpoint
 from competition.cli import main
 from competition.config import RECIPES
 
@@ -45,7 +46,10 @@ RUN = '{"name": "a", "recipe": "default"}'
     ('{"runs": [{"name": "a", "recipe": "fancy"}]}', "run 1 (a): unknown recipe 'fancy'"),
     ('{"runs": [{"name": "a", "lr_max": 0.1}]}', "unknown or unplannable fields ['lr_max']"),
     ('{"runs": [{"name": "a", "workers": 0}]}', "unknown or unplannable fields ['workers']"),
-    ('{"runs": [{"name": "a", "pseudo_label": "models/x"}]}', "unknown or unplannable fields ['pseudo_label']"),
+    ('{"runs": [{"name": "a", "pseudo_label": "models/x"}]}', "'pseudo_label' should be a list of the names of runs"),
+    ('{"runs": [{"name": "a", "pseudo_label": ["a"]}]}', "run 1 (a): 'pseudo_label' names ['a'], not runs before it"),
+    ('{"runs": [' + RUN + ', {"name": "b", "pseudo_label": ["a", "c"]}]}', "run 2 (b): 'pseudo_label' names ['c']"),
+    ('{"runs": [' + RUN + ', {"name": "b", "pseudo_label": ["a"]}]}', "probabilities stay near 0.91, below pseudo_threshold 0.99"),
     ('{"runs": [{"name": "a", "epochs": "3"}]}', "epochs='3' should be of type int"),
     ('{"runs": [{"name": "a", "dropout": 1.5}]}', "invalid dropout=1.5"),
     ('{"runs": [{"name": "a", "stroke": 1.5}]}', "invalid stroke=1.5"),
@@ -53,6 +57,7 @@ RUN = '{"name": "a", "recipe": "default"}'
     ('{"runs": [{"name": "a", "arch": "vit"}]}', "invalid arch='vit'"),
     ('{"runs": [{"name": "../a"}]}', "'name' should be a folder name"),
     ('{"runs": [{"name": "blend"}]}', "'name' should be a folder name"),
+    ('{"runs": [{"name": "blend-a"}]}', "'name' should be a folder name"),
     ('{"runs": [' + RUN + ', ' + RUN + ']}', "run 2 (a): a second run of that name"),
     ('{"runs": [' + RUN + ', {"name": "b", "folds": 3}]}', "different fold counts [3, 5]"),
 ])
@@ -78,22 +83,34 @@ def test_a_missing_plan_or_test_file_stops_before_any_training(tmp_path: Path, c
 
 
 @pytest.mark.slow
-def test_a_plan_of_two_architectures_trains_blends_and_submits_then_resumes(sample_head: Path, tmp_path: Path) -> None:
-    text = ('{"split_seed": 3, "runs": [{"name": "ref", "recipe": "reference", "folds": 2, "epochs": 1, "batch_size": 32},'
-            ' {"name": "bn", "recipe": "bncnn", "folds": 2, "epochs": 1, "batch_size": 32, "seed": 5}]}')
+def test_a_plan_of_two_architectures_and_a_pseudo_labelled_run_trains_blends_and_submits_then_resumes(
+        sample_head: Path, tmp_path: Path) -> None:
+    tiny = '"folds": 2, "epochs": 1, "batch_size": 32'
+    text = ('{"split_seed": 3, "runs": [{"name": "ref", "recipe": "reference", ' + tiny + '},'
+            ' {"name": "bn", "recipe": "bncnn", "seed": 5, ' + tiny + '},'
+            ' {"name": "pl", "pseudo_label": ["ref", "bn"], "pseudo_threshold": 0.1, ' + tiny + '}]}')
     read = read_plan(_plan(tmp_path, text))
-    plan = Plan(path=read.path, runs={name: config.replace(workers=0) for name, config in read.runs.items()})
+    plan = Plan(path=read.path, runs={name: config.replace(workers=0) for name, config in read.runs.items()},
+                pseudo_sources=read.pseudo_sources)
     out, submission = tmp_path / "models", tmp_path / "submission.csv"
     report = run_best(data=sample_head, plan=plan, out=out, submission=submission)
-    assert [Path(m["run"]).name for m in report["members"]] == ["ref", "bn"]
+    assert [Path(m["run"]).name for m in report["members"]] == ["ref", "bn", "pl"]
     assert report["oof_errors"] <= min(m["oof_errors"] for m in report["members"])
     assert json.loads((out / "blend" / "blend.json").read_text())["split"]["split seed"] == 3
-    for name, arch in (("ref", "reference"), ("bn", "bncnn")):
+    for name, arch in (("ref", "reference"), ("bn", "bncnn"), ("pl", "poolres")):
         assert json.loads((out / name / "cv_report.json").read_text())["config"]["arch"] == arch
+    # pl trained on the blend of ref and bn: its folds' training parts hold every test row (threshold 0.1: any top class)
+    labeller = json.loads((out / "blend-pl" / "blend.json").read_text())
+    assert [Path(m["run"]).name for m in labeller["members"]] == ["ref", "bn"]
+    assert json.loads((out / "pl" / "cv_report.json").read_text())["config"]["pseudo_label"] == str(out / "blend-pl")
+    rows = len(pd.read_csv(sample_head / "train.csv"))
+    for k in (1, 2):
+        extra = load_checkpoint(out / "pl" / f"fold{k}.pt").extra
+        assert extra["train_rows"] == rows - len(extra["oof_index"]) + 40
     frame = pd.read_csv(submission)
     assert frame["ImageId"].tolist() == list(range(1, 41)) and frame["Label"].between(0, 9).all()
     folds = sorted(out.glob("*/fold*.pt"))
-    assert len(folds) == 4
+    assert len(folds) == 6
     stamps = [path.stat().st_mtime_ns for path in folds]
     run_best(data=sample_head, plan=plan, out=out, submission=submission)  # finished folds are kept, not retrained
     assert [path.stat().st_mtime_ns for path in folds] == stamps
