@@ -20,7 +20,8 @@ python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part PART] 
         run's errors, log loss, best epoch and speed per fold, and the equal-weight blend of every subset, from the
         fold checkpoints' OOF predictions (no training);
   misses where the greedy blend of runs (--runs; per fold split, runs grouped by theirs) errs: its OOF errors
-        counted by how many of the runs err on the row too (no training);
+        counted by how many of the runs err on the row too, and a picture of the rows wrong in every split (no
+        training);
   serve what using a run or blend costs (--models, default WORK/arch/blend, `best`'s): `submit` of a 28,000-row
         test file (wall time, peak memory), and the demo's server-side time per drawing (preprocess + every model)
         on 500 sketchpad-like canvases of test rows;
@@ -520,7 +521,7 @@ def bench_folds(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict[
 def bench_misses(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict[str, object]:
     """Where the greedy blend of `runs` errs, per fold split (runs grouped by theirs): its OOF errors counted by how
     many members err on the row too, with those rows (train file row numbers). Rows every member gets wrong no
-    weighting of these members can fix."""
+    weighting of these members can fix; those wrong in every split are drawn to OUT/misses-every-split.png."""
     from competition.blend import RunOOF, load_run, mix, select
 
     groups: dict[str, list[RunOOF]] = {}  # split (as JSON) -> its runs
@@ -538,8 +539,27 @@ def bench_misses(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict
                        "weights": (weights / weights.sum()).tolist(), "blend_errors": int(wrong.sum()),
                        "rows_any_member_wrong": int((members_wrong > 0).sum()),
                        "blend_errors_by_members_wrong": {k: len(r) for k, r in rows.items()}, "rows": rows})
-    every = [set(group["rows"][str(len(group["runs"]))]) for group in report]  # rows every member of a split errs on
-    return {"splits": report, "every_member_wrong_in_every_split": sorted(set.intersection(*every))}
+    every = sorted(set.intersection(*[set(group["rows"][str(len(group["runs"]))]) for group in report]))
+    first = next(iter(groups.values()))  # the picture shows the first split's blend's answers
+    answers = mix([m.probs for m in first], select([m.probs for m in first], first[0].labels)).argmax(1)
+    digit_sheet(read_train(data).images[every], [f"{first[0].labels[r]}->{answers[r]}" for r in every],
+                out / "misses-every-split.png")
+    return {"splits": report, "every_member_wrong_in_every_split": every}
+
+
+def digit_sheet(images: np.ndarray, captions: list[str], path: Path, *, columns: int = 13, scale: int = 3) -> None:
+    """A PNG of (N, 28, 28) uint8 digits, dark on white as on paper, each under its caption."""
+    from PIL import Image, ImageDraw
+
+    cell_w, cell_h = 28 * scale + 4, 28 * scale + 16
+    sheet = Image.new("L", (columns * cell_w, -(-len(images) // columns) * cell_h), 255)
+    draw = ImageDraw.Draw(sheet)
+    for i, (image, caption) in enumerate(zip(images, captions)):
+        x, y = i % columns * cell_w, i // columns * cell_h
+        sheet.paste(Image.fromarray(255 - image).resize((28 * scale, 28 * scale), Image.Resampling.NEAREST), (x, y + 14))
+        draw.text((x + 2, y), caption, fill=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
 
 
 NOT_DIGITS = "ACEFHKMNPRUVWXaehkmnruvwx"  # letters that no digit resembles (no O, I, S, Z, B, G, q, ...)
