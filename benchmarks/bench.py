@@ -523,16 +523,18 @@ def bench_misses(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict
     many members err on the row too, with those rows (train file row numbers). Rows every member gets wrong no
     weighting of these members can fix; those wrong in every split are drawn to OUT/misses-every-split.png."""
     from competition.blend import RunOOF, load_run, mix, select
+    from competition.plots import worst_mistakes
 
     groups: dict[str, list[RunOOF]] = {}  # split (as JSON) -> its runs
     for run in runs:
         member = load_run(run)
         groups.setdefault(json.dumps(member.split, sort_keys=True), []).append(member)
-    report = []
+    report, blends = [], []
     for members in groups.values():
         labels = members[0].labels
         weights = select([m.probs for m in members], labels)
-        wrong = mix([m.probs for m in members], weights).argmax(1) != labels
+        blends.append(mix([m.probs for m in members], weights / weights.sum()))
+        wrong = blends[-1].argmax(1) != labels
         members_wrong = np.sum([m.probs.argmax(1) != labels for m in members], axis=0)  # (N,) how many members err
         rows = {str(k): np.flatnonzero(wrong & (members_wrong == k)).tolist() for k in range(len(members), -1, -1)}
         report.append({"split": members[0].split, "runs": [str(m.path) for m in members],
@@ -541,25 +543,9 @@ def bench_misses(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict
                        "blend_errors_by_members_wrong": {k: len(r) for k, r in rows.items()}, "rows": rows})
     every = sorted(set.intersection(*[set(group["rows"][str(len(group["runs"]))]) for group in report]))
     first = next(iter(groups.values()))  # the picture shows the first split's blend's answers
-    answers = mix([m.probs for m in first], select([m.probs for m in first], first[0].labels)).argmax(1)
-    digit_sheet(read_train(data).images[every], [f"{first[0].labels[r]}->{answers[r]}" for r in every],
-                out / "misses-every-split.png")
+    worst_mistakes(read_train(data).images, first[0].labels, blends[0], out / "misses-every-split.png",
+                   count=len(every), among=np.asarray(every, dtype=np.int64))
     return {"splits": report, "every_member_wrong_in_every_split": every}
-
-
-def digit_sheet(images: np.ndarray, captions: list[str], path: Path, *, columns: int = 13, scale: int = 3) -> None:
-    """A PNG of (N, 28, 28) uint8 digits, dark on white as on paper, each under its caption."""
-    from PIL import Image, ImageDraw
-
-    cell_w, cell_h = 28 * scale + 4, 28 * scale + 16
-    sheet = Image.new("L", (columns * cell_w, -(-len(images) // columns) * cell_h), 255)
-    draw = ImageDraw.Draw(sheet)
-    for i, (image, caption) in enumerate(zip(images, captions)):
-        x, y = i % columns * cell_w, i // columns * cell_h
-        sheet.paste(Image.fromarray(255 - image).resize((28 * scale, 28 * scale), Image.Resampling.NEAREST), (x, y + 14))
-        draw.text((x + 2, y), caption, fill=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
 
 
 NOT_DIGITS = "ACEFHKMNPRUVWXaehkmnruvwx"  # letters that no digit resembles (no O, I, S, Z, B, G, q, ...)

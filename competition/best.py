@@ -119,8 +119,9 @@ def run_best(*, data: Path, plan: Plan, out: Path, submission: Path | None = Non
         pseudo = None
         if name in plan.pseudo_sources:
             sources = [out / source for source in plan.pseudo_sources[name]]
-            labeller = sources[0] if len(sources) == 1 else out / f"{BLEND}-{name}"
+            labeller = sources[0]
             if len(sources) > 1:
+                labeller = out / f"{BLEND}-{name}"
                 blend_runs(runs=sources, out=labeller)
             config = config.replace(pseudo_label=str(labeller))
             pseudo = pseudo_labels(source=labeller, train=train, test=test, config=config, digest=data_digest(train))

@@ -43,10 +43,14 @@ def confusion(labels: np.ndarray, preds: np.ndarray, path: Path) -> None:
     _save(fig, path)
 
 
-def worst_mistakes(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, path: Path, count: int = 32) -> None:
-    """The wrong predictions the models were most sure of, with true label and predicted probability."""
+def worst_mistakes(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, path: Path, count: int = 32,
+                   among: np.ndarray | None = None) -> None:
+    """The wrong predictions the models were most sure of (among the rows `among`, when given), with true label and
+    predicted probability."""
     preds = probs.argmax(1)
     wrong = np.flatnonzero(preds != labels)
+    if among is not None:
+        wrong = np.intersect1d(wrong, among)
     wrong = wrong[np.argsort(-probs[wrong, preds[wrong]])][:count]
     cols = 8
     rows = max(1, -(-len(wrong) // cols))
