@@ -23,16 +23,33 @@ log = logging.getLogger(__name__)
 HELP = "Draw a digit (or several, side by side) with the mouse or a finger; the answer updates as you draw."
 # Gradio 6 opens, and its toolbar's "Clear canvas" leaves, the sketchpad with no tool selected ("select the draw tool
 # to start"), so the next stroke draws nothing. Select the brush whenever the editor is shown or cleared (retrying
-# until it has rendered); the page's Clear button uses the editor's own clear, so nothing waits on the server.
+# until it has rendered), and at the start of any stroke on the canvas while no tool is selected: a stroke begun right
+# after a clear would otherwise beat the deferred selection. The page's Clear button uses the editor's own clear, so
+# nothing waits on the server. A selected tool's button has the class "highlight" in Gradio 6.
 SELECT_BRUSH = """() => {
+  const tool = (name) => document.querySelector(`#sketchpad button[aria-label="${name}"]`);
+  const chosen = (button) => button && (button.classList.contains('highlight') || button.classList.contains('selected'));
   const pick = (tries) => {
-    const brush = document.querySelector('#sketchpad button[aria-label="Brush"]');
-    if (brush && !brush.classList.contains('selected')) { brush.click(); }
+    const brush = tool('Brush');
+    if (brush && !chosen(brush)) { brush.click(); }
     if (!brush && tries > 0) { setTimeout(() => pick(tries - 1), 100); }
   };
   window.selectBrush = () => { pick(50); setTimeout(() => pick(5), 150); };
   document.addEventListener('click', (event) => {
     if (event.target.closest('#sketchpad button[aria-label="Clear canvas"]')) { setTimeout(window.selectBrush, 0); }
+  }, true);
+  document.addEventListener('pointerdown', (event) => {
+    const brush = tool('Brush');
+    if (!event.isTrusted || !brush || !event.target.closest('#sketchpad') || event.target.closest('button')
+        || chosen(brush) || chosen(tool('Erase'))) { return; }
+    // with no tool, an overlay covers the canvas: select the brush, then hand the press to the canvas it uncovers
+    event.stopPropagation();
+    brush.click();
+    const press = new PointerEvent('pointerdown', event);
+    requestAnimationFrame(() => {
+      const under = document.elementFromPoint(event.clientX, event.clientY);
+      if (under && under.tagName === 'CANVAS') { under.dispatchEvent(press); }
+    });
   }, true);
   window.selectBrush();
 }"""
