@@ -41,7 +41,7 @@ SELECT_BRUSH = """() => {
   document.addEventListener('pointerdown', (event) => {
     const brush = tool('Brush');
     if (!event.isTrusted || !brush || !event.target.closest('#sketchpad') || event.target.closest('button')
-        || chosen(brush) || chosen(tool('Erase'))) { return; }
+        || ['Brush', 'Erase', 'Pan'].some((name) => chosen(tool(name)))) { return; }
     // with no tool, an overlay covers the canvas: select the brush, then hand the press to the canvas it uncovers
     event.stopPropagation();
     brush.click();
