@@ -533,17 +533,18 @@ def bench_misses(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict
     for members in groups.values():
         labels = members[0].labels
         weights = select([m.probs for m in members], labels)
-        blends.append(mix([m.probs for m in members], weights / weights.sum()))
+        weights = weights / weights.sum()
+        blends.append(mix([m.probs for m in members], weights))
         wrong = blends[-1].argmax(1) != labels
         members_wrong = np.sum([m.probs.argmax(1) != labels for m in members], axis=0)  # (N,) how many members err
         rows = {str(k): np.flatnonzero(wrong & (members_wrong == k)).tolist() for k in range(len(members), -1, -1)}
         report.append({"split": members[0].split, "runs": [str(m.path) for m in members],
-                       "weights": (weights / weights.sum()).tolist(), "blend_errors": int(wrong.sum()),
+                       "weights": weights.tolist(), "blend_errors": int(wrong.sum()),
                        "rows_any_member_wrong": int((members_wrong > 0).sum()),
                        "blend_errors_by_members_wrong": {k: len(r) for k, r in rows.items()}, "rows": rows})
     every = sorted(set.intersection(*[set(group["rows"][str(len(group["runs"]))]) for group in report]))
-    first = next(iter(groups.values()))  # the picture shows the first split's blend's answers
-    worst_mistakes(read_train(data).images, first[0].labels, blends[0], out / "misses-every-split.png",
+    labels = next(iter(groups.values()))[0].labels  # the picture shows the first split's blend's answers
+    worst_mistakes(read_train(data).images, labels, blends[0], out / "misses-every-split.png",
                    count=len(every), among=np.asarray(every, dtype=np.int64))
     return {"splits": report, "every_member_wrong_in_every_split": every}
 
