@@ -22,6 +22,9 @@ python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part PART] 
   misses where the greedy blend of runs (--runs; per fold split, runs grouped by theirs) errs: its OOF errors
         counted by how many of the runs err on the row too, and a picture of the rows wrong in every split (no
         training);
+  weights `blend`'s weightings on runs (--runs; per fold split, runs grouped by theirs): OOF errors of equal weights,
+        of greedy selection on the rows it selected on and cross-validated (weights selected on four fifths of the
+        rows, errors counted on the fifth left out), and the weighting `blend` chooses, its errors per fold (no training);
   serve what using a run or blend costs (--models, default WORK/arch/blend, `best`'s): `submit` of a 28,000-row
         test file (wall time, peak memory), and the demo's server-side time per drawing (preprocess + every model)
         on 500 sketchpad-like canvases of test rows;
@@ -74,6 +77,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the canvas renderer and browser driver the demo tests use
 from canvas import STYLES, random_canvas
 
+from competition.blend import RunOOF, load_run
 from competition.checkpoint import Checkpoint, load_checkpoint
 from competition.config import TrainConfig
 from competition.data import SAMPLE_DIR, Digits, read_test, read_train
@@ -454,7 +458,7 @@ def bench_plan(data: Path, out: Path, folds: int, *, plan: Path) -> dict[str, ob
     """`best` with `plan` into OUT/arch, so that the folds `--part arch` trained there (runs of the same names) are
     reused; then each run's and the blend's OOF errors and log loss, in all and per fold. Fold times come from the
     checkpoints (the wall clock of a resumed `best` says nothing)."""
-    from competition.blend import load_run, mix
+    from competition.blend import mix
 
     wall, rss = timed([sys.executable, "-m", "competition", "best", "--data", str(data), "--plan", str(plan),
                        "--out", str(out / "arch"), "--submission", str(out / "arch" / "submission.csv")])
@@ -518,19 +522,47 @@ def bench_folds(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict[
             "equal_weight_blends": blends}
 
 
-def bench_misses(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict[str, object]:
-    """Where the greedy blend of `runs` errs, per fold split (runs grouped by theirs): its OOF errors counted by how
-    many members err on the row too, with those rows (train file row numbers). Rows every member gets wrong no
-    weighting of these members can fix; those wrong in every split are drawn to OUT/misses-every-split.png."""
-    from competition.blend import RunOOF, load_run, mix, select
-    from competition.plots import worst_mistakes
-
+def runs_by_split(runs: list[Path]) -> list[list[RunOOF]]:
+    """`runs`' OOF predictions, grouped by fold split in the order the splits first appear."""
     groups: dict[str, list[RunOOF]] = {}  # split (as JSON) -> its runs
     for run in runs:
         member = load_run(run)
         groups.setdefault(json.dumps(member.split, sort_keys=True), []).append(member)
+    return list(groups.values())
+
+
+def bench_weights(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict[str, object]:
+    """`blend`'s contest of weightings on the runs of each fold split (no training): OOF errors of equal weights and
+    of greedy selection, the latter both on the rows it selected on and cross-validated, and the weighting chosen, its
+    errors in all and per fold (the folds' rows from the first run's checkpoints)."""
+    from competition.blend import choose_weights, mix
+
+    report = []
+    for members in runs_by_split(runs):
+        probs, labels = [m.probs for m in members], members[0].labels
+        chosen = choose_weights(probs, labels)
+        wrong = mix(probs, chosen.weights).argmax(1) != labels
+        rows = [load_checkpoint(members[0].path / f"fold{k}.pt").extra["oof_index"] for k in range(1, folds + 1)]
+        report.append({"split": members[0].split, "runs": [str(m.path) for m in members],
+                       "member_errors": [errors(p, labels) for p in probs],
+                       "equal_errors": chosen.cross_validated_errors["equal"],
+                       "greedy_picks": chosen.picks.tolist(), "greedy_errors_on_its_rows": errors(mix(probs, chosen.picks), labels),
+                       "greedy_errors_cross_validated": chosen.cross_validated_errors["greedy"],
+                       "chosen": chosen.method, "chosen_errors": int(wrong.sum()),
+                       "chosen_errors_per_fold": [int(wrong[np.asarray(r)].sum()) for r in rows]})
+    return {"splits": report, "mean_chosen_errors": float(np.mean([r["chosen_errors"] for r in report]))}
+
+
+def bench_misses(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict[str, object]:
+    """Where the greedy blend of `runs` errs, per fold split (runs grouped by theirs): its OOF errors counted by how
+    many members err on the row too, with those rows (train file row numbers). Rows every member gets wrong no
+    weighting of these members can fix; those wrong in every split are drawn to OUT/misses-every-split.png."""
+    from competition.blend import mix, select
+    from competition.plots import worst_mistakes
+
+    groups = runs_by_split(runs)
     report, blends = [], []
-    for members in groups.values():
+    for members in groups:
         labels = members[0].labels
         weights = select([m.probs for m in members], labels)
         weights = weights / weights.sum()
@@ -543,7 +575,7 @@ def bench_misses(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict
                        "rows_any_member_wrong": int((members_wrong > 0).sum()),
                        "blend_errors_by_members_wrong": {k: len(r) for k, r in rows.items()}, "rows": rows})
     every = sorted(set.intersection(*[set(group["rows"][str(len(group["runs"]))]) for group in report]))
-    labels = next(iter(groups.values()))[0].labels  # the picture shows the first split's blend's answers
+    labels = groups[0][0].labels  # the picture shows the first split's blend's answers
     worst_mistakes(read_train(data).images, labels, blends[0], out / "misses-every-split.png",
                    count=len(every), among=np.asarray(every, dtype=np.int64))
     return {"splits": report, "every_member_wrong_in_every_split": every}
@@ -724,7 +756,8 @@ def bench_gpu(data: Path, out: Path, folds: int) -> dict[str, object]:
 
 
 EVERY_TIME = ("cv", "tta", "step", "demo")
-ON_DEMAND = ("arch", "plan", "folds", "misses", "serve", "read", "unsure", "stroke", "smoothing", "redraw", "gpu")  # hours of training, a GPU or runs
+# hours of training, a GPU or runs
+ON_DEMAND = ("arch", "plan", "folds", "misses", "weights", "serve", "read", "unsure", "stroke", "smoothing", "redraw", "gpu")
 
 
 def main() -> None:
@@ -737,16 +770,16 @@ def main() -> None:
     parser.add_argument("--plan", type=Path, default=ROOT / "competition" / "best.json",
                         help="the plan of --part plan (default: the shipped one)")
     parser.add_argument("--models", type=Path, help="the run or blend of --part serve (default: WORK/arch/blend)")
-    parser.add_argument("--runs", type=Path, nargs="+", default=[], help="the run folders of --part folds, misses, read and unsure")
+    parser.add_argument("--runs", type=Path, nargs="+", default=[], help="the run folders of --part folds, misses, read, unsure and weights")
     args = parser.parse_args()
-    if args.part in ("folds", "misses", "unsure", "read") and not args.runs:
+    if args.part in ("folds", "misses", "unsure", "read", "weights") and not args.runs:
         parser.error(f"--part {args.part} compares the runs named by --runs RUN [RUN ...]")
     args.work.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     parts: dict[str, Callable[[Path, Path, int], Mapping[str, object]]] = {
         "cv": bench_cv, "tta": bench_tta, "step": bench_step, "demo": bench_demo, "arch": bench_arch,
         "plan": partial(bench_plan, plan=args.plan), "folds": partial(bench_folds, runs=args.runs),
-        "misses": partial(bench_misses, runs=args.runs),
+        "misses": partial(bench_misses, runs=args.runs), "weights": partial(bench_weights, runs=args.runs),
         "serve": partial(bench_serve, models=args.models), "read": partial(bench_read, runs=args.runs),
         "unsure": partial(bench_unsure, runs=args.runs),
         "stroke": partial(sample_pairs, flag="stroke", values=(0.0, 0.5), seeds=(42, 43)),
@@ -759,7 +792,9 @@ def main() -> None:
             text = json.dumps({"host": info, "command": " ".join(sys.argv), **bench(args.data, args.work, args.folds)}, indent=2)
             last_run = args.runs[-1].name if args.runs else ""
             name = {"plan": f"plan-{args.plan.stem.removeprefix('plan-')}",  # one result per plan, per compared run
-                    "folds": f"folds-{last_run}", "misses": f"misses-{last_run}", "unsure": f"unsure-{last_run}", "read": f"read-{last_run}",
+                    "folds": f"folds-{last_run}", "misses": f"misses-{last_run}",
+                    "weights": "weights-" + "+".join(m.path.name for m in runs_by_split(args.runs)[0]),
+                    "unsure": f"unsure-{last_run}", "read": f"read-{last_run}",
                     "serve": f"serve-{args.models.name}" if args.models else "serve"}.get(part, part)
             (RESULTS / result_name(name, info)).write_text(text)
             print(text)

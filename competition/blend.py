@@ -1,10 +1,13 @@
 """Blends of finished runs: member weights learned on the out-of-fold predictions, a blend file, its OOF report.
 
-Weights come from greedy ensemble selection with replacement (Caruana et al. 2004): start from the best run, then
-repeatedly add (again, if it helps) the run whose addition most lowers the blend's OOF errors, with the OOF log loss
-breaking ties so that selection keeps moving on plateaus; stop when nothing improves. A run's weight is how often it
-was picked. Selecting on the score itself guarantees that the blend never has more OOF errors than its best member,
-and counts over a few dozen picks cannot overfit 42,000 rows the way free weights fitted by an optimiser can.
+Two weightings compete: equal weights, and greedy ensemble selection with replacement (Caruana et al. 2004): start
+from the best run, then repeatedly add (again, if it helps) the run whose addition most lowers the blend's OOF
+errors, with the OOF log loss breaking ties so that selection keeps moving on plateaus; stop when nothing improves;
+a run's weight is how often it was picked. Selection's own score flatters it: it picks on the very rows it is scored
+on, and on runs of similar strength the differences it chases are a few rows wide. So each weighting is
+cross-validated on the OOF rows (weights learned on four fifths, errors counted on the fifth left out) and the one
+with fewer such errors is used, equal weights on a tie, since they learn nothing from the rows
+(docs/training.md#blends-seeds-and-the-runs-table).
 """
 
 from __future__ import annotations
@@ -130,6 +133,45 @@ def mix(probs: list[np.ndarray], weights: Iterable[float]) -> np.ndarray:
     return np.asarray(sum(w * p for w, p in zip(weights, probs)))
 
 
+WEIGHT_PARTS = 5  # parts of the OOF rows a weighting is cross-validated over
+
+
+def cross_validated_errors(probs: list[np.ndarray], labels: np.ndarray, *, max_picks: int) -> int:
+    """OOF errors of greedy selection's weights, each part of the rows predicted with weights selected on the others."""
+    from sklearn.model_selection import KFold
+
+    wrong = 0
+    for learn, held in KFold(WEIGHT_PARTS, shuffle=True, random_state=0).split(labels):
+        weights = select([p[learn] for p in probs], labels[learn], max_picks=max_picks)
+        wrong += int((mix([p[held] for p in probs], weights).argmax(1) != labels[held]).sum())
+    return wrong
+
+
+@dataclass
+class Weighting:
+    """The weights a blend uses and the contest that chose them."""
+
+    method: str  # "equal" or "greedy"
+    weights: np.ndarray  # (members,) float, summing to 1
+    picks: np.ndarray  # (members,) int: how often greedy selection picked each run on all rows
+    cross_validated_errors: dict[str, int]  # method -> its OOF errors with weights learned on the other parts
+
+
+def choose_weights(probs: list[np.ndarray], labels: np.ndarray, *, max_picks: int = 50) -> Weighting:
+    """Equal weights or greedy selection, whichever makes fewer cross-validated OOF errors (equal on a tie)."""
+    scores = {"equal": int((mix(probs, np.ones(len(probs))).argmax(1) != labels).sum()),  # learns nothing: no parts
+              "greedy": cross_validated_errors(probs, labels, max_picks=max_picks)}
+    picks = select(probs, labels, max_picks=max_picks)
+    method = "greedy" if scores["greedy"] < scores["equal"] else "equal"
+    counts = picks if method == "greedy" else np.ones(len(probs), int)
+    return Weighting(method=method, weights=counts / counts.sum(), picks=picks, cross_validated_errors=scores)
+
+
+METHODS = {"equal": "equal weights: fewer or as few cross-validated OOF errors as greedy selection's",
+           "greedy": "greedy ensemble selection with replacement on OOF errors, log loss breaking ties: fewer "
+                     "cross-validated OOF errors than equal weights"}
+
+
 def blend_runs(*, runs: list[Path], out: Path, max_picks: int = 50) -> dict[str, Any]:
     """Learn weights for `runs` on their OOF predictions; write OUT/blend.json and OUT/oof.csv; return the report."""
     if len(runs) < 2:
@@ -142,8 +184,8 @@ def blend_runs(*, runs: list[Path], out: Path, max_picks: int = 50) -> dict[str,
     if out.exists() and not (out / BLEND_FILE).is_file():
         raise UserError(f"{out}: exists and is not a blend; choose another --out")
     labels = loaded[0].labels
-    counts = select([run.probs for run in loaded], labels, max_picks=max_picks)
-    weights = counts / counts.sum()
+    weighting = choose_weights([run.probs for run in loaded], labels, max_picks=max_picks)
+    weights = weighting.weights
     probs = mix([run.probs for run in loaded], weights)
     preds = probs.argmax(1)
     scores = [_score(run.probs, labels) for run in loaded]  # (errors, log loss) per member
@@ -153,13 +195,14 @@ def blend_runs(*, runs: list[Path], out: Path, max_picks: int = 50) -> dict[str,
         "format": FORMAT, "rows": len(labels), "split": loaded[0].split,
         "members": [{"run": str(run.path), "weight": float(w), "picks": int(c), "oof_accuracy": accuracy(run.probs, labels),
                      "oof_loss": loss, "oof_errors": errors, "report_oof_loss": run.oof_loss}
-                    for run, w, c, (errors, loss) in zip(loaded, weights, counts, scores)],
+                    for run, w, c, (errors, loss) in zip(loaded, weights, weighting.picks, scores)],
         "oof_accuracy": accuracy(probs, labels), "oof_loss": log_loss(probs, labels),
         "oof_errors": int(wrong.sum()),
         # what blending changed: the best member's errors the blend gets right, and its own new ones
         "against_best_member": {"run": str(best.path), "fixed": int((best_wrong & ~wrong).sum()),
                                 "new_errors": int((wrong & ~best_wrong).sum())},
-        "method": "greedy ensemble selection with replacement on OOF errors, log loss breaking ties",
+        "method": METHODS[weighting.method],
+        "cross_validated_errors": weighting.cross_validated_errors,
     }
     table = pd.DataFrame(probs, columns=list(PROB_COLUMNS))
     table.insert(0, "pred", preds)
@@ -172,6 +215,8 @@ def blend_runs(*, runs: list[Path], out: Path, max_picks: int = 50) -> dict[str,
         log.info(f"blend: {member['run']}: OOF {member['oof_accuracy']:.4f} ({member['oof_errors']} errors), "
                  f"loss {member['oof_loss']:.4f}; weight {member['weight']:.2f}")
     change = report["against_best_member"]
+    log.info(f"blend: {weighting.method} weights: {weighting.cross_validated_errors['equal']} OOF errors with equal "
+             f"weights, {weighting.cross_validated_errors['greedy']} with greedy selection's learned on other rows")
     log.info(f"blend: OOF {report['oof_accuracy']:.4f} ({report['oof_errors']} errors), loss {report['oof_loss']:.4f}; "
              f"against {best.path} ({min(scores)[0]} errors): {change['fixed']} fixed, {change['new_errors']} new; "
              f"wrote {out / BLEND_FILE} and {out / 'confusion.png'}")
@@ -192,7 +237,7 @@ def read_blend(path: Path) -> list[tuple[Path, float]]:
     if not all(isinstance(w, int | float) and not isinstance(w, bool) and 0 <= w <= 1 for w in weights) or not sum(weights):
         raise UserError(f"{blend}: not a blend file (weights {weights}: each should be a number from 0 to 1, "
                         f"at least one above 0)")
-    members = [member for member in members if member[1] > 0]  # what selection left out may change or go
+    members = [member for member in members if member[1] > 0]  # a member weighed 0 may change or go
     for run, _, recorded in members:
         if not run.is_dir() or not any(run.glob("fold*.pt")):
             raise UserError(f"{blend}: member run {run} is gone (no fold*.pt); blend again without it")

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from conftest import SAMPLE
 
-from competition.blend import blend_runs, select
+from competition.blend import blend_runs, choose_weights, mix, select
 from competition.cli import main
 from competition.config import RECIPES, TrainConfig
 from competition.cv import run_cv
@@ -42,19 +42,39 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return made
 
 
+def _members(labels: np.ndarray, qualities: list[float], rng: np.random.Generator) -> list[np.ndarray]:
+    """Random (N, 10) probabilities, each member's true-class logit raised by its quality."""
+    members = []
+    for quality in qualities:
+        logits = rng.normal(size=(len(labels), 10))
+        logits[np.arange(len(labels)), labels] += quality
+        members.append(np.exp(logits) / np.exp(logits).sum(1, keepdims=True))
+    return members
+
+
 def test_greedy_selection_never_has_more_errors_than_its_best_member() -> None:
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 10, 500)
     for _ in range(20):
-        members = []
-        for quality in rng.uniform(0.5, 3, 4):
-            logits = rng.normal(size=(500, 10))
-            logits[np.arange(500), labels] += quality
-            members.append(np.exp(logits) / np.exp(logits).sum(1, keepdims=True))
+        members = _members(labels, list(rng.uniform(0.5, 3, 4)), rng)
         counts = select(members, labels)
         blend = sum(c * m for c, m in zip(counts, members)) / counts.sum()
         errors = [(m.argmax(1) != labels).sum() for m in members]
         assert counts.sum() >= 1 and (blend.argmax(1) != labels).sum() <= min(errors)
+
+
+def test_selection_weighs_when_it_holds_on_rows_it_did_not_select_on_and_equal_weights_win_ties() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 2000)
+    strong, *weak = _members(labels, [4.0, 0.5, 0.5], rng)  # equal weights let two near-guessers outvote the strong one
+    chosen = choose_weights([strong, *weak], labels)
+    equal_errors = (mix([strong, *weak], [1, 1, 1]).argmax(1) != labels).sum()
+    assert chosen.method == "greedy" and chosen.cross_validated_errors == {
+        "equal": equal_errors, "greedy": chosen.cross_validated_errors["greedy"]}
+    assert chosen.cross_validated_errors["greedy"] < equal_errors and chosen.weights[0] > 0.5
+    assert (mix([strong, *weak], chosen.weights).argmax(1) != labels).sum() <= (strong.argmax(1) != labels).sum()
+    same = choose_weights([strong, strong.copy()], labels)  # nothing to learn: both weightings make the same errors
+    assert same.method == "equal" and same.weights.tolist() == [0.5, 0.5] and same.picks.tolist() == [1, 0]
 
 
 def test_a_blend_of_two_architectures_is_accepted_everywhere_a_run_is(runs: dict[str, Path], tmp_path: Path, sample_head: Path,
@@ -62,7 +82,12 @@ def test_a_blend_of_two_architectures_is_accepted_everywhere_a_run_is(runs: dict
     out = tmp_path / "blends" / "ref-bn"
     assert main(["blend", str(runs["ref"]), str(runs["bn"]), "--out", str(out)]) == 0
     report = json.loads((out / "blend.json").read_text())
-    assert report["oof_errors"] <= min(m["oof_errors"] for m in report["members"])
+    contest = report["cross_validated_errors"]
+    assert report["method"].startswith("equal" if contest["equal"] <= contest["greedy"] else "greedy")
+    if report["method"].startswith("greedy"):  # selection's guarantee, on the rows it selected on
+        assert report["oof_errors"] <= min(m["oof_errors"] for m in report["members"])
+    else:  # equal weights learn nothing from the rows: their errors there are their cross-validated errors
+        assert report["oof_errors"] == contest["equal"] and {m["weight"] for m in report["members"]} == {0.5}
     change, best = report["against_best_member"], min(report["members"], key=lambda m: (m["oof_errors"], m["oof_loss"]))
     assert change["run"] == best["run"] and change["fixed"] - change["new_errors"] == best["oof_errors"] - report["oof_errors"]
     assert (out / "confusion.png").stat().st_size > 0
@@ -104,8 +129,10 @@ def test_runs_that_do_not_line_up_or_are_gone_are_one_line_refusals(runs: dict[s
     copy, unpicked = tmp_path / "copy", tmp_path / "unpicked"
     shutil.copytree(runs["ref"], copy)
     shutil.copytree(runs["ref"], unpicked)  # the same predictions: adding it never improves on the first pick
-    members = blend_runs(runs=[copy, unpicked], out=tmp_path / "b")["members"]
-    assert members[0]["weight"] == 1 and members[1]["weight"] == 0
+    report = blend_runs(runs=[copy, unpicked], out=tmp_path / "b")
+    assert [m["picks"] for m in report["members"]] == [1, 0] and [m["weight"] for m in report["members"]] == [0.5, 0.5]
+    report["members"][0]["weight"], report["members"][1]["weight"] = 1, 0  # as a blend that chose selection's weights
+    (tmp_path / "b" / "blend.json").write_text(json.dumps(report))
     shutil.rmtree(unpicked)
     assert len(Ensemble.load(tmp_path / "b").members) == 2  # a member without weight may go: it predicts nothing here
     shutil.rmtree(copy)
