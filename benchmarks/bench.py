@@ -36,6 +36,9 @@ python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part PART] 
   redraw fold 1 of the reference CNN's recipe on the given train file with and without --redraw 0.5, seeds 42 and 43: errors
         on all the fold's validation rows as they are, drawn as sketchpad-like canvases, and as canvases of their own
         strokes upscaled (not redrawn: what the preprocessing alone costs);
+  deskew `poolres` (seed = split, splits 42-44) trained on the digits deskewed (sheared upright by their moments):
+        alone, as a fifth member of `make best`'s four and in place of its `poolres`, equal weights (the four from
+        `plan` in WORK/arch and WORK/sS/arch);
   read  fold 1's model of each run (--runs, one fold split) on all the fold's validation rows: as they are, drawn as
         sketchpad-like canvases, and as canvases of their own strokes upscaled (`redraw`'s readings);
   unsure the demo's "unsure" mark: fold 1's model of each run (--runs, one fold split) reads sketchpad-like canvases
@@ -682,6 +685,64 @@ def bench_tta(data: Path, out: Path, folds: int) -> dict[str, dict[str, object]]
     return {run.name: tta_effect(run, train.images, train.labels, test) for run in runs}
 
 
+MAKE_BEST_FOUR = ("reference", "resnet", "poolres", "poolres-wide15")  # `make best`'s runs, as `--part plan` names them
+
+
+def deskew(images: np.ndarray) -> np.ndarray:
+    """(N, 784) uint8 -> the same digits sheared so that their principal axis stands upright and centred on their
+    centre of mass (the classic moment-based deskew of MNIST)."""
+    from scipy.ndimage import affine_transform
+
+    rows, cols = np.mgrid[:28, :28]
+    out = np.empty((len(images), 28, 28))
+    for i, image in enumerate(images.reshape(-1, 28, 28).astype(np.float64)):
+        ink = image.sum()
+        r, c = (rows * image).sum() / ink, (cols * image).sum() / ink
+        slant = ((rows - r) * (cols - c) * image).sum() / ((rows - r) ** 2 * image).sum()
+        shear = np.array([[1.0, 0.0], [slant, 1.0]])
+        out[i] = affine_transform(image, shear, offset=np.array([r, c]) - shear @ np.array([14.0, 14.0]), order=1)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(len(images), 784)
+
+
+def bench_deskew(data: Path, out: Path, folds: int, *, splits: tuple[int, ...] = (42, 43, 44)) -> dict[str, object]:
+    """`poolres` (the default recipe, seed = split) trained on deskewed digits, beside `make best`'s four of the same
+    split (WORK/arch for 42, WORK/sS/arch for S, from `--part plan`): alone, as a fifth member and in place of
+    `poolres`, with equal weights; errors in all and per fold."""
+    from competition.blend import load_run, mix
+
+    full = read_train(data)
+    assert full.labels is not None
+    skewless = out / "deskew-data"
+    if not (skewless / "train.csv").exists():
+        skewless.mkdir(parents=True, exist_ok=True)
+        frame = pd.DataFrame(deskew(full.images.reshape(len(full), -1)), columns=[f"pixel{k}" for k in range(784)])
+        frame.insert(0, "label", full.labels)
+        frame.to_csv(skewless / "train.csv", index=False)
+    report: dict[str, dict[str, object]] = {}
+    for split in splits:
+        run = out / f"deskew-s{split}"
+        if not (run / "cv_report.json").exists():  # cv keeps finished folds: an interrupted part goes on
+            timed([sys.executable, "-m", "competition", "cv", "--data", str(skewless), "--out", str(run), "--seed", str(split),
+                   "--split-seed", str(split), "--folds", str(folds)])
+        work = out / "arch" if split == 42 else out / f"s{split}" / "arch"
+        probs = {name: load_run(work / name).probs for name in MAKE_BEST_FOUR} | {"deskew": load_run(run).probs}
+        rows = [np.asarray(load_checkpoint(run / f"fold{k}.pt").extra["oof_index"]) for k in range(1, folds + 1)]
+        assert all(np.array_equal(r, load_checkpoint(work / "poolres" / f"fold{k}.pt").extra["oof_index"])
+                   for k, r in enumerate(rows, start=1)), "the deskewed run's folds differ from the four's"
+        labels = full.labels
+        blends = {"deskew": ["deskew"], "poolres": ["poolres"], "the four": list(MAKE_BEST_FOUR),
+                  "the four + deskew": [*MAKE_BEST_FOUR, "deskew"],
+                  "deskew for poolres": [n if n != "poolres" else "deskew" for n in MAKE_BEST_FOUR]}
+        every_wrong = np.all([probs[n].argmax(1) != labels for n in MAKE_BEST_FOUR], axis=0)
+        report[str(split)] = {"rows_all_four_wrong": int(every_wrong.sum()),
+                              "of_those_deskew_right": int((every_wrong & (probs["deskew"].argmax(1) == labels)).sum())}
+        for name, members in blends.items():
+            wrong = mix([probs[m] for m in members], np.ones(len(members))).argmax(1) != labels
+            report[str(split)][name] = {"errors": int(wrong.sum()), "per_fold": [int(wrong[r].sum()) for r in rows]}
+        print(split, report[str(split)], flush=True)
+    return {"splits": report}
+
+
 def oof_probs(ensemble: Ensemble, images: np.ndarray, *, tta: bool) -> np.ndarray:
     """(N, 10): each row predicted by the fold model that never saw it, with or without test-time augmentation."""
     oof = np.zeros((len(images), 10), np.float32)
@@ -757,7 +818,8 @@ def bench_gpu(data: Path, out: Path, folds: int) -> dict[str, object]:
 
 EVERY_TIME = ("cv", "tta", "step", "demo")
 # hours of training, a GPU or runs
-ON_DEMAND = ("arch", "plan", "folds", "misses", "weights", "serve", "read", "unsure", "stroke", "smoothing", "redraw", "gpu")
+ON_DEMAND = ("arch", "plan", "folds", "misses", "weights", "serve", "read", "unsure", "stroke", "smoothing", "redraw",
+             "deskew", "gpu")
 
 
 def main() -> None:
@@ -784,7 +846,7 @@ def main() -> None:
         "unsure": partial(bench_unsure, runs=args.runs),
         "stroke": partial(sample_pairs, flag="stroke", values=(0.0, 0.5), seeds=(42, 43)),
         "smoothing": partial(sample_pairs, flag="label-smoothing", values=(0.0, 0.1), seeds=(42, 43)),
-        "redraw": bench_redraw,
+        "redraw": bench_redraw, "deskew": bench_deskew,
         "gpu": bench_gpu}
     info = host()
     for part, bench in parts.items():
@@ -793,7 +855,7 @@ def main() -> None:
             last_run = args.runs[-1].name if args.runs else ""
             name = {"plan": f"plan-{args.plan.stem.removeprefix('plan-')}",  # one result per plan, per compared run
                     "folds": f"folds-{last_run}", "misses": f"misses-{last_run}",
-                    "weights": "weights-" + "+".join(m.path.name for m in runs_by_split(args.runs)[0]),
+                    "weights": "weights-" + "+".join(dict.fromkeys(run.name for run in args.runs)),
                     "unsure": f"unsure-{last_run}", "read": f"read-{last_run}",
                     "serve": f"serve-{args.models.name}" if args.models else "serve"}.get(part, part)
             (RESULTS / result_name(name, info)).write_text(text)
