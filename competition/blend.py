@@ -215,8 +215,9 @@ def blend_runs(*, runs: list[Path], out: Path, max_picks: int = 50) -> dict[str,
         log.info(f"blend: {member['run']}: OOF {member['oof_accuracy']:.4f} ({member['oof_errors']} errors), "
                  f"loss {member['oof_loss']:.4f}; weight {member['weight']:.2f}")
     change = report["against_best_member"]
-    log.info(f"blend: {weighting.method} weights: {weighting.cross_validated_errors['equal']} OOF errors with equal "
-             f"weights, {weighting.cross_validated_errors['greedy']} with greedy selection's learned on other rows")
+    log.info(f"blend: {weighting.method} weights, chosen by cross-validation: {weighting.cross_validated_errors['equal']} "
+             f"OOF errors with equal weights, {weighting.cross_validated_errors['greedy']} with greedy selection's "
+             f"(each part of the rows weighed by picks made on the others)")
     log.info(f"blend: OOF {report['oof_accuracy']:.4f} ({report['oof_errors']} errors), loss {report['oof_loss']:.4f}; "
              f"against {best.path} ({min(scores)[0]} errors): {change['fixed']} fixed, {change['new_errors']} new; "
              f"wrote {out / BLEND_FILE} and {out / 'confusion.png'}")
