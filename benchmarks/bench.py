@@ -19,7 +19,7 @@ python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part PART] 
   folds runs (--runs, finished or not) of one fold split compared fold by fold on the folds all of them have: each
         run's errors, log loss, best epoch and speed per fold, and the equal-weight blend of every subset, from the
         fold checkpoints' OOF predictions (no training);
-  misses where the greedy blend of runs (--runs; per fold split, runs grouped by theirs) errs: its OOF errors
+  misses where the blend of runs (--runs, weighed as `blend` weighs; per fold split, runs grouped by theirs) errs: its OOF errors
         counted by how many of the runs err on the row too, and a picture of the rows wrong in every split (no
         training);
   weights `blend`'s weightings on runs (--runs; per fold split, runs grouped by theirs): OOF errors of equal weights,
@@ -557,18 +557,17 @@ def bench_weights(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dic
 
 
 def bench_misses(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict[str, object]:
-    """Where the greedy blend of `runs` errs, per fold split (runs grouped by theirs): its OOF errors counted by how
-    many members err on the row too, with those rows (train file row numbers). Rows every member gets wrong no
-    weighting of these members can fix; those wrong in every split are drawn to OUT/misses-every-split.png."""
-    from competition.blend import mix, select
+    """Where the blend of `runs` (weighed as `blend` weighs) errs, per fold split (runs grouped by theirs): its OOF
+    errors counted by how many members err on the row too, with those rows (train file row numbers). Rows every member
+    gets wrong no weighting of these members can fix; those wrong in every split are drawn to OUT/misses-every-split.png."""
+    from competition.blend import choose_weights, mix
     from competition.plots import worst_mistakes
 
     groups = runs_by_split(runs)
     report, blends = [], []
     for members in groups:
         labels = members[0].labels
-        weights = select([m.probs for m in members], labels)
-        weights = weights / weights.sum()
+        weights = choose_weights([m.probs for m in members], labels).weights
         blends.append(mix([m.probs for m in members], weights))
         wrong = blends[-1].argmax(1) != labels
         members_wrong = np.sum([m.probs.argmax(1) != labels for m in members], axis=0)  # (N,) how many members err
