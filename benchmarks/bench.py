@@ -39,6 +39,8 @@ python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part PART] 
   deskew `poolres` (seed = split, splits 42-44) trained on the digits deskewed (sheared upright by their moments):
         alone, as a fifth member of `make best`'s four and in place of its `poolres`, equal weights (the four from
         `plan` in WORK/arch and WORK/sS/arch);
+  neighbours k nearest neighbours and an RBF SVM on deskewed digits (PCA 40), OOF on the four's folds: alone and as a
+        fifth member of `make best`'s four (seconds, no network training);
   read  fold 1's model of each run (--runs, one fold split) on all the fold's validation rows: as they are, drawn as
         sketchpad-like canvases, and as canvases of their own strokes upscaled (`redraw`'s readings);
   unsure the demo's "unsure" mark: fold 1's model of each run (--runs, one fold split) reads sketchpad-like canvases
@@ -707,9 +709,30 @@ def bench_deskew(data: Path, out: Path, folds: int, *, splits: tuple[int, ...] =
     """`poolres` (the default recipe, seed = split) trained on deskewed digits, beside `make best`'s four of the same
     split (WORK/arch for 42, WORK/sS/arch for S, from `--part plan`): alone, as a fifth member and in place of
     `poolres`, with equal weights; errors in all and per fold."""
-    from competition.blend import load_run, mix
-
     full = read_train(data)
+    assert full.labels is not None
+    skewless = deskewed_file(full, out)
+    report: dict[str, dict[str, object]] = {}
+    for split in splits:
+        run = out / f"deskew-s{split}"
+        if not (run / "cv_report.json").exists():  # cv keeps finished folds: an interrupted part goes on
+            timed([sys.executable, "-m", "competition", "cv", "--data", str(skewless), "--out", str(run), "--seed", str(split),
+                   "--split-seed", str(split), "--folds", str(folds)])
+        probs, rows = the_four(out, split, folds)
+        probs["deskew"] = load_run(run).probs
+        assert all(np.array_equal(r, load_checkpoint(run / f"fold{k}.pt").extra["oof_index"])
+                   for k, r in enumerate(rows, start=1)), "the deskewed run's folds differ from the four's"
+        labels = full.labels
+        blends = {"deskew": ["deskew"], "poolres": ["poolres"], "the four": list(MAKE_BEST_FOUR),
+                  "the four + deskew": [*MAKE_BEST_FOUR, "deskew"],
+                  "deskew for poolres": [n if n != "poolres" else "deskew" for n in MAKE_BEST_FOUR]}
+        report[str(split)] = beside_the_four(probs, labels, rows, blends, newcomer="deskew")
+        print(split, report[str(split)], flush=True)
+    return {"splits": report}
+
+
+def deskewed_file(full: Digits, out: Path) -> Path:
+    """OUT/deskew-data/train.csv: `full` deskewed, written once; returns its folder."""
     assert full.labels is not None
     skewless = out / "deskew-data"
     if not (skewless / "train.csv").exists():
@@ -717,29 +740,73 @@ def bench_deskew(data: Path, out: Path, folds: int, *, splits: tuple[int, ...] =
         frame = pd.DataFrame(deskew(full.images.reshape(len(full), -1)), columns=[f"pixel{k}" for k in range(784)])
         frame.insert(0, "label", full.labels)
         frame.to_csv(skewless / "train.csv", index=False)
+    return skewless
+
+
+def the_four(out: Path, split: int, folds: int) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+    """OOF probabilities of `make best`'s four runs of `split` (WORK/arch for 42, WORK/sS/arch for S, from `--part
+    plan`) by run name, and each fold's validation rows."""
+    work = out / "arch" if split == 42 else out / f"s{split}" / "arch"
+    rows = [np.asarray(load_checkpoint(work / "poolres" / f"fold{k}.pt").extra["oof_index"]) for k in range(1, folds + 1)]
+    return {name: load_run(work / name).probs for name in MAKE_BEST_FOUR}, rows
+
+
+def beside_the_four(probs: Mapping[str, np.ndarray], labels: np.ndarray, rows: list[np.ndarray],
+                    blends: Mapping[str, list[str]], *, newcomer: str) -> dict[str, object]:
+    """Errors in all and per fold of each equal-weight blend of `probs` named in `blends`, and how many of the rows
+    all four get wrong `newcomer` gets right."""
+    every_wrong = np.all([probs[n].argmax(1) != labels for n in MAKE_BEST_FOUR], axis=0)
+    report: dict[str, object] = {"rows_all_four_wrong": int(every_wrong.sum()),
+                                 f"of_those_{newcomer}_right": int((every_wrong & (probs[newcomer].argmax(1) == labels)).sum())}
+    for name, members in blends.items():
+        wrong = np.mean([probs[m] for m in members], axis=0).argmax(1) != labels
+        report[name] = {"errors": int(wrong.sum()), "per_fold": [int(wrong[r].sum()) for r in rows]}
+    return report
+
+
+NEIGHBOURS = {"components": 40, "k": 6}  # the first setting tried, kept: tuning it on these rows would flatter it
+
+
+def bench_neighbours(data: Path, out: Path, folds: int, *, splits: tuple[int, ...] = (42, 43, 44)) -> dict[str, object]:
+    """Two classic non-neural models on deskewed digits (PCA to 40 components, fitted on each fold's training rows):
+    k nearest neighbours (distance-weighted) and an RBF support-vector machine (C 10, its one-vs-rest decision values
+    through a softmax of temperature 0.5 as probabilities), OOF on the four's folds; beside `make best`'s four: alone,
+    as a fifth member with equal weights, and the contest `blend` holds on the five."""
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.svm import SVC
+
+    from competition.blend import choose_weights
+
+    full = read_train(data)
+    assert full.labels is not None
+    labels = full.labels
+    images = read_train(deskewed_file(full, out)).images.reshape(len(full), -1).astype(np.float32) / 255
     report: dict[str, dict[str, object]] = {}
     for split in splits:
-        run = out / f"deskew-s{split}"
-        if not (run / "cv_report.json").exists():  # cv keeps finished folds: an interrupted part goes on
-            timed([sys.executable, "-m", "competition", "cv", "--data", str(skewless), "--out", str(run), "--seed", str(split),
-                   "--split-seed", str(split), "--folds", str(folds)])
-        work = out / "arch" if split == 42 else out / f"s{split}" / "arch"
-        probs = {name: load_run(work / name).probs for name in MAKE_BEST_FOUR} | {"deskew": load_run(run).probs}
-        rows = [np.asarray(load_checkpoint(run / f"fold{k}.pt").extra["oof_index"]) for k in range(1, folds + 1)]
-        assert all(np.array_equal(r, load_checkpoint(work / "poolres" / f"fold{k}.pt").extra["oof_index"])
-                   for k, r in enumerate(rows, start=1)), "the deskewed run's folds differ from the four's"
-        labels = full.labels
-        blends = {"deskew": ["deskew"], "poolres": ["poolres"], "the four": list(MAKE_BEST_FOUR),
-                  "the four + deskew": [*MAKE_BEST_FOUR, "deskew"],
-                  "deskew for poolres": [n if n != "poolres" else "deskew" for n in MAKE_BEST_FOUR]}
-        every_wrong = np.all([probs[n].argmax(1) != labels for n in MAKE_BEST_FOUR], axis=0)
-        report[str(split)] = {"rows_all_four_wrong": int(every_wrong.sum()),
-                              "of_those_deskew_right": int((every_wrong & (probs["deskew"].argmax(1) == labels)).sum())}
-        for name, members in blends.items():
-            wrong = mix([probs[m] for m in members], np.ones(len(members))).argmax(1) != labels
-            report[str(split)][name] = {"errors": int(wrong.sum()), "per_fold": [int(wrong[r].sum()) for r in rows]}
+        probs, rows = the_four(out, split, folds)
+        knn, svm = np.zeros((len(labels), 10), np.float32), np.zeros((len(labels), 10), np.float32)
+        seconds = {"knn": 0.0, "svm": 0.0}
+        for held in rows:
+            learn = np.setdiff1d(np.arange(len(labels)), held)
+            started = time.perf_counter()
+            pca = PCA(NEIGHBOURS["components"], random_state=0).fit(images[learn])
+            a, b = pca.transform(images[learn]), pca.transform(images[held])
+            knn[held] = KNeighborsClassifier(NEIGHBOURS["k"], weights="distance").fit(a, labels[learn]).predict_proba(b)
+            seconds["knn"] += time.perf_counter() - started
+            started = time.perf_counter()
+            decision = SVC(C=10, gamma="scale").fit(a, labels[learn]).decision_function(b)
+            odds = np.exp((decision - decision.max(1, keepdims=True)) / 0.5)
+            svm[held] = odds / odds.sum(1, keepdims=True)
+            seconds["svm"] += time.perf_counter() - started
+        probs |= {"knn": knn, "svm": svm}
+        blends = {"knn": ["knn"], "svm": ["svm"], "the four": list(MAKE_BEST_FOUR), "the four + knn": [*MAKE_BEST_FOUR, "knn"],
+                  "the four + svm": [*MAKE_BEST_FOUR, "svm"]}
+        report[str(split)] = {**beside_the_four(probs, labels, rows, blends, newcomer="knn"), "seconds_5_folds": seconds}
+        contest = choose_weights([probs[n] for n in [*MAKE_BEST_FOUR, "knn"]], labels)
+        report[str(split)]["blend_contest_four_plus_knn"] = {"chosen": contest.method, **contest.cross_validated_errors}
         print(split, report[str(split)], flush=True)
-    return {"splits": report}
+    return {"setting": NEIGHBOURS, "splits": report}
 
 
 def oof_probs(ensemble: Ensemble, images: np.ndarray, *, tta: bool) -> np.ndarray:
@@ -818,7 +885,7 @@ def bench_gpu(data: Path, out: Path, folds: int) -> dict[str, object]:
 EVERY_TIME = ("cv", "tta", "step", "demo")
 # hours of training, a GPU or runs
 ON_DEMAND = ("arch", "plan", "folds", "misses", "weights", "serve", "read", "unsure", "stroke", "smoothing", "redraw",
-             "deskew", "gpu")
+             "deskew", "neighbours", "gpu")
 
 
 def main() -> None:
@@ -845,7 +912,7 @@ def main() -> None:
         "unsure": partial(bench_unsure, runs=args.runs),
         "stroke": partial(sample_pairs, flag="stroke", values=(0.0, 0.5), seeds=(42, 43)),
         "smoothing": partial(sample_pairs, flag="label-smoothing", values=(0.0, 0.1), seeds=(42, 43)),
-        "redraw": bench_redraw, "deskew": bench_deskew,
+        "redraw": bench_redraw, "deskew": bench_deskew, "neighbours": bench_neighbours,
         "gpu": bench_gpu}
     info = host()
     for part, bench in parts.items():
