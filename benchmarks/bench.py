@@ -399,10 +399,12 @@ def bench_redraw(data: Path, out: Path, folds: int, *, share: float = 0.5, seeds
     return {"fold": 1, "split_seed": 42, "validation_rows": len(readings["validation"]), "runs": runs}
 
 
-def fold_readings(run: Path, full: Digits, readings: dict[str, np.ndarray]) -> dict[str, object]:
+def fold_readings(run: Path, full: Digits, readings: dict[str, np.ndarray],
+                  kept: dict[str, dict[str, np.ndarray]] | None = None) -> dict[str, object]:
     """Fold 1's model of `run`: its architecture, metrics and errors on all the fold's validation rows as they are, drawn as
     sketchpad-like canvases (the demo's path) and as canvases of their own strokes upscaled (no redrawing: what the
-    page's preprocessing alone costs). `readings` caches those images for the next run of the same fold split."""
+    page's preprocessing alone costs). `readings` caches those images for the next run of the same fold split; `kept`,
+    if given, gets the run's probabilities by reading and run."""
     from competition.preprocess import preprocess
 
     assert full.labels is not None
@@ -414,20 +416,28 @@ def fold_readings(run: Path, full: Digits, readings: dict[str, np.ndarray]) -> d
                          "upscaled": np.stack([preprocess(upscaled_canvas(image)) for image in full.images[val]])})
     if not np.array_equal(readings["index"], val):
         sys.exit(f"bench: {run} has another fold split than the runs before it; compare runs of one split")
+    probs = {name: ensemble.predict_proba(readings[name]) for name in ("validation", "canvas", "upscaled")}
+    for name, p in probs.items():
+        if kept is not None:
+            kept.setdefault(name, {})[str(run)] = p
     return {"arch": member.config.arch, **member.metrics,
-            **{f"{name}_errors": errors(ensemble.predict_proba(readings[name]), full.labels[val])
-               for name in ("validation", "canvas", "upscaled")}}
+            **{f"{name}_errors": errors(p, full.labels[val]) for name, p in probs.items()}}
 
 
 def bench_read(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict[str, object]:
-    """Fold 1's model of each of `runs` (one fold split) read as `fold_readings` reads it: architectures on the demo's path."""
+    """Fold 1's model of each of `runs` (one fold split) read as `fold_readings` reads it, alone and in equal-weight
+    blends of two or more: architectures and blends on the demo's path."""
     full = read_train(data)
+    assert full.labels is not None
     readings: dict[str, np.ndarray] = {}
+    kept: dict[str, dict[str, np.ndarray]] = {}
     rows = {}
     for run in runs:
-        rows[str(run)] = fold_readings(run, full, readings)
+        rows[str(run)] = fold_readings(run, full, readings, kept)
         print(run, rows[str(run)], flush=True)
-    return {"fold": 1, "validation_rows": len(readings["index"]), "runs": rows}
+    labels = full.labels[readings["index"]]
+    blends = {name: equal_weight_blends(probs, labels) for name, probs in kept.items()}
+    return {"fold": 1, "validation_rows": len(readings["index"]), "runs": rows, "equal_weight_blends": blends}
 
 
 def bench_arch(data: Path, out: Path, folds: int, fold: int = 1, canvas_rows: int = CANVAS_ROWS) -> dict[str, object]:
@@ -657,7 +667,7 @@ def bench_step(data: Path, out: Path, folds: int) -> dict[str, object]:
         for bf16 in (False, True):
             rows.append(step_rate(batch=batch, bf16=bf16))
             print(rows[-1], flush=True)
-    for arch in sorted(ARCHS):  # each architecture's cost per training image
+    for arch in sorted(a for a in ARCHS if a != "knn"):  # each network's cost per training image (knn has no step)
         for bf16 in (False, True):
             rows.append(step_rate(batch=128, bf16=bf16, arch=arch))
             print(rows[-1], flush=True)

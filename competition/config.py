@@ -139,9 +139,13 @@ RESNET_RECIPE = TrainConfig(arch="resnet", epochs=25)
 # For a run that backs the page: half the training images redrawn with one pen, as a sketchpad draws; measured with
 # the reference CNN, it reads drawings better and scans worse (docs/training.md, redrawn strokes).
 DRAWN_RECIPE = REFERENCE_RECIPE.replace(redraw=0.5)
+# Nearest neighbours learn nothing by gradient and see the training digits as they are: no epochs, augmentation,
+# dropout or smoothing, so the run's config says what it did (docs/training.md, nearest neighbours).
+KNN_RECIPE = TrainConfig(arch="knn", epochs=1, dropout=0.0, weight_decay=0.0, label_smoothing=0.0, rotate=0.0, shift=0.0,
+                         scale=0.0, shear=0.0)
 # The default is poolres's recipe (`resnet`'s, with the epochs that keep a 5-fold `cv` near 20 minutes on 2 cores).
 RECIPES: dict[str, TrainConfig] = {"default": TrainConfig(), "reference": REFERENCE_RECIPE, "seed": SEED_RECIPE,
-                                   "bncnn": BNCNN_RECIPE, "resnet": RESNET_RECIPE, "drawn": DRAWN_RECIPE}
+                                   "bncnn": BNCNN_RECIPE, "resnet": RESNET_RECIPE, "drawn": DRAWN_RECIPE, "knn": KNN_RECIPE}
 
 
 @cache

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import cv2
 import numpy as np
 import torch
@@ -78,7 +80,7 @@ def predict_views(model: nn.Module, views: list[np.ndarray], normalize: dict[str
 @torch.no_grad()
 def _softmax(model: nn.Module, images: np.ndarray, normalize: dict[str, float], *,
              device: torch.device | None, bf16: bool) -> np.ndarray:
-    device = device or next(model.parameters()).device
+    device = device or next(itertools.chain(model.parameters(), model.buffers())).device  # nearest neighbours: buffers only
     batch_size = 8192 if device.type == "cuda" else 256  # 256: the fastest measured on 2 CPU cores (docs/benchmarks.md)
     dtype = autocast_dtype(device, bf16)
     model.eval()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -127,8 +130,70 @@ class WidePooledResNet(PooledResNet):
         super().__init__(dropout, width=48)
 
 
+def deskew(x: Tensor) -> Tensor:
+    """(B, 1, H, W) -> the ink above each image's darkest pixel, sheared so that the digit's principal axis stands
+    upright (by its second moments) and centred on its centre of mass; the same for any affine scaling of the pixels."""
+    ink = x - x.amin(dim=(2, 3), keepdim=True)
+    h, w = x.shape[-2:]
+    rows = torch.arange(h, dtype=x.dtype, device=x.device).view(1, 1, h, 1)
+    cols = torch.arange(w, dtype=x.dtype, device=x.device).view(1, 1, 1, w)
+    mass = ink.sum(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+    r, c = (ink * rows).sum(dim=(2, 3), keepdim=True) / mass, (ink * cols).sum(dim=(2, 3), keepdim=True) / mass
+    spread = (ink * (rows - r) ** 2).sum(dim=(2, 3)) / mass.view(-1, 1)  # (B, 1) row variance, px^2
+    slant = (ink * (rows - r) * (cols - c)).sum(dim=(2, 3)) / mass.view(-1, 1) / spread.clamp_min(1e-6)  # columns per row
+    # affine_grid maps each output pixel to where it samples the input, in coordinates scaled to [-1, 1] per axis:
+    # input column = output column + slant * output row + the centre of mass's offset from the image centre
+    theta = torch.zeros(len(x), 2, 3, dtype=x.dtype, device=x.device)
+    theta[:, 0, 0], theta[:, 1, 1] = 1, 1
+    theta[:, 0, 1] = slant[:, 0] * h / w
+    theta[:, 0, 2] = (c.view(-1) - (w - 1) / 2) / (w / 2)
+    theta[:, 1, 2] = (r.view(-1) - (h - 1) / 2) / (h / 2)
+    grid = F.affine_grid(theta, list(ink.shape), align_corners=False)
+    return F.grid_sample(ink, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+class NearestNeighbours(nn.Module):
+    """k nearest neighbours among the training digits, deskewed and projected onto their first principal components,
+    their votes weighted by 1 / distance. Nothing to learn by gradient: `memorize` keeps the projection and the
+    projected training digits (buffers, so a checkpoint holds them). Far weaker alone than the networks, it errs
+    elsewhere: it gets right some of the digits that every network gets wrong (docs/training.md, nearest neighbours)."""
+
+    def __init__(self, dropout: float = 0.0, k: int = 6, components: int = 40) -> None:
+        super().__init__()  # dropout: accepted as every architecture's is, unused
+        self.k, self.components = k, components
+        self.register_buffer("mean", torch.zeros(28 * 28))  # (784,) of the deskewed training digits
+        self.register_buffer("basis", torch.zeros(components, 28 * 28))  # (components, 784) principal axes
+        self.register_buffer("points", torch.zeros(0, components))  # (N, components) the training digits, projected
+        self.register_buffer("labels", torch.zeros(0, dtype=torch.long))  # (N,)
+
+    def features(self, x: Tensor) -> Tensor:
+        return (deskew(x.float()).flatten(1) - self.mean) @ self.basis.T
+
+    @torch.no_grad()
+    def memorize(self, x: Tensor, labels: Tensor) -> None:
+        """Keep the training digits x (N, 1, 28, 28) with their labels (N,)."""
+        flat = deskew(x.float()).flatten(1)
+        self.mean = flat.mean(0)
+        centred = flat - self.mean
+        self.basis = torch.linalg.svd(centred, full_matrices=False)[2][: self.components].contiguous()  # principal axes
+        self.points, self.labels = centred @ self.basis.T, labels.long()
+
+    def forward(self, x: Tensor) -> Tensor:
+        # distances in fp32 even under autocast: bf16's 8-bit mantissa is too coarse to rank near neighbours
+        with torch.autocast(x.device.type, enabled=False):
+            distance, nearest = torch.cdist(self.features(x), self.points).topk(min(self.k, len(self.points)), largest=False)
+            votes = torch.zeros(len(x), 10, device=x.device).scatter_add_(1, self.labels[nearest], 1 / distance.clamp_min(1e-6))
+            return torch.log(votes / votes.sum(1, keepdim=True) + 1e-4)  # log-probabilities: softmax gives them back
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        for name in ("points", "labels"):  # sized by the training digits kept: take the checkpoint's size
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
 ARCHS: dict[str, type[nn.Module]] = {"reference": ReferenceCNN, "bncnn": BatchNormCNN, "resnet": SmallResNet,
-                                     "poolres": PooledResNet, "poolres-wide": WidePooledResNet}
+                                     "poolres": PooledResNet, "poolres-wide": WidePooledResNet, "knn": NearestNeighbours}
 
 
 def build_model(arch: str, *, dropout: float) -> nn.Module:

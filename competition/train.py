@@ -18,7 +18,7 @@ from .augment import make_loader
 from .config import TrainConfig
 from .infer import autocast_dtype, predict_proba, to_input
 from .metrics import accuracy, log_loss
-from .model import NORMALIZE, build_model
+from .model import NORMALIZE, NearestNeighbours, build_model
 
 # Called after every epoch with (epoch, val_loss, val_acc); returns True to stop now (Optuna pruning).
 # Stopping by return, not by raising, lets the loader's worker process shut down with the loop: an
@@ -113,6 +113,8 @@ def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, device
 def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
         config: TrainConfig, *, device: torch.device, desc: str = "train", on_epoch: EpochHook | None = None) -> FitResult:
     """Train `model` in place on uint8 images; restore the weights with the lowest validation loss."""
+    if isinstance(model, NearestNeighbours):
+        return memorize(model, train, val, config, device=device)
     torch.manual_seed(config.seed)
     model.to(device).to(memory_format=torch.channels_last)
     loader = batches(train, config, device)
@@ -152,3 +154,17 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.nd
     return FitResult(history=history, best_epoch=stopper.best_epoch, val_probs=probs, val_loss=scores["val_loss"],
                      val_acc=scores["val_acc"], seconds=time.perf_counter() - start,
                      images_per_s=images_total / max(train_total, 1e-9))
+
+
+def memorize(model: NearestNeighbours, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
+             config: TrainConfig, *, device: torch.device) -> FitResult:
+    """`fit` for nearest neighbours: keep the training digits as they are (no augmentation, no epochs), then predict
+    the validation digits; one pass stands in for an epoch in the history."""
+    start = time.perf_counter()
+    model.to(device).memorize(to_input(torch.from_numpy(train[0]), NORMALIZE, device), torch.from_numpy(train[1]).to(device))
+    seconds = time.perf_counter() - start
+    probs, scores = evaluate(model, *val, device=device, bf16=config.bf16, tta=config.tta)
+    history = [{"epoch": 1, "train_loss": float("nan"), **scores, "seconds": time.perf_counter() - start,
+                "images_per_s": len(train[1]) / seconds, "lr": 0.0}]
+    return FitResult(history=history, best_epoch=1, val_probs=probs, val_loss=scores["val_loss"], val_acc=scores["val_acc"],
+                     seconds=time.perf_counter() - start, images_per_s=len(train[1]) / seconds)

@@ -18,6 +18,7 @@ from competition.cv import run_cv
 from competition.data import Digits, read_train
 from competition.ensemble import Ensemble
 from competition.errors import UserError
+from competition.infer import predict_proba
 from competition.runs import list_runs, recipe_of
 
 
@@ -33,10 +34,11 @@ def tiny_config(recipe: str, split_seed: int) -> TrainConfig:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Tiny finished runs on the first 400 sample rows: two architectures on one split, and one on another split."""
+    """Tiny finished runs on the first 400 sample rows: two networks and nearest neighbours on one split, and a network on
+    another split."""
     data, root = _first_rows(400), tmp_path_factory.mktemp("models")
     made = {}
-    for name, recipe, split_seed in (("ref", "reference", 7), ("bn", "bncnn", 7), ("other", "reference", 8)):
+    for name, recipe, split_seed in (("ref", "reference", 7), ("bn", "bncnn", 7), ("other", "reference", 8), ("knn", "knn", 7)):
         run_cv(data=data, out=root / name, config=tiny_config(recipe, split_seed))
         made[name] = root / name
     return made
@@ -115,6 +117,21 @@ def test_a_blend_of_two_architectures_is_accepted_everywhere_a_run_is(runs: dict
     Image.fromarray(render(read_train(SAMPLE).images[0])).save(drawing)
     assert main(["predict", "--models", str(out), "--json", str(drawing)]) == 0
     assert json.loads(capsys.readouterr().out)["digits"][0]["models"] == 4
+
+
+def test_nearest_neighbours_blend_with_a_network_and_submit_through_the_same_loader(
+        runs: dict[str, Path], tmp_path: Path, sample_head: Path) -> None:
+    config = json.loads((runs["knn"] / "cv_report.json").read_text())["config"]
+    assert config["arch"] == "knn" and config["rotate"] == config["label_smoothing"] == 0  # the run says what it did
+    neighbours = Ensemble.load(runs["knn"])
+    assert [m.config.arch for m in neighbours.members] == ["knn", "knn"]
+    data, first = _first_rows(400), neighbours.members[0]
+    kept = np.setdiff1d(np.arange(400), first.extra["oof_index"])  # fold 1's training rows: each its own nearest
+    assert (predict_proba(first.model, data.images[kept], first.normalize, bf16=False).argmax(1) == data.labels[kept]).all()
+    out = tmp_path / "ref-knn"
+    assert main(["blend", str(runs["ref"]), str(runs["knn"]), "--out", str(out)]) == 0
+    assert main(["submit", "--models", str(out), "--data", str(sample_head), "--out", str(tmp_path / "sub.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "sub.csv")) == 40
 
 
 def test_runs_that_do_not_line_up_or_are_gone_are_one_line_refusals(runs: dict[str, Path], tmp_path: Path) -> None:
@@ -212,7 +229,7 @@ def test_the_runs_table_lists_runs_and_blends_best_first(runs: dict[str, Path], 
     blend_runs(runs=[runs["ref"], runs["bn"]], out=root / "blends" / "both")
     assert main(["runs", "--models", str(root), "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert {Path(r["name"]).name for r in rows} == {"ref", "bn", "other", "both"}
+    assert {Path(r["name"]).name for r in rows} == {"ref", "bn", "other", "knn", "both"}
     assert [r["oof_accuracy"] for r in rows] == sorted((r["oof_accuracy"] for r in rows), reverse=True)
     kinds = {Path(r["name"]).name: (r["kind"], r["arch"], r.get("recipe"), r.get("changes")) for r in rows}
     assert kinds["bn"] == ("run", "bncnn", "bncnn", "") and kinds["ref"][2:] == ("reference", "") and kinds["both"][0] == "blend"

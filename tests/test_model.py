@@ -9,15 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SAMPLE
 from torch.nn import functional as F
 
 from competition.checkpoint import load_checkpoint, save_checkpoint
 from competition.config import RECIPES, TrainConfig
+from competition.data import read_train
 from competition.ensemble import Ensemble
 from competition.errors import UserError
 from competition.infer import TTA_ROTATIONS, autocast_dtype, precision_name, predict_proba, rotate, to_input
 from competition.metrics import log_loss
-from competition.model import ARCHS, NORMALIZE, ReferenceCNN, build_model
+from competition.model import ARCHS, NORMALIZE, NearestNeighbours, ReferenceCNN, build_model, deskew
 
 REFERENCE = RECIPES["reference"]  # the recipe that trains ReferenceCNN
 NOTEBOOK_KEYS = {"conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "conv3.weight", "conv3.bias",
@@ -223,7 +225,7 @@ def _with_nan(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     ("nan weights", "weights hold NaN or infinity (fc2.bias): a diverged run cannot predict"),
     ("std 0", "normalize has mean 0.5 and std 0: needs finite numbers and std > 0"),
     ("no normalize", "lacks normalize"),
-    ("unknown arch", "invalid arch='resnet9000'; known: reference, bncnn, resnet, poolres, poolres-wide"),
+    ("unknown arch", "invalid arch='resnet9000'; known: reference, bncnn, resnet, poolres, poolres-wide, knn"),
     ("mistyped field", "config field epochs='ten' should be of type int"),
     ("config not a dict", "config is a list, not a dict"),
     ("state not tensors", "state_dict is not a dict of tensors"),
@@ -247,7 +249,6 @@ def test_a_checkpoint_that_cannot_predict_is_one_line_naming_the_file(tmp_path: 
 
 def test_a_nan_checkpoint_is_refused_by_submit_predict_and_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from canvas import render
-    from conftest import SAMPLE
     from PIL import Image
 
     from competition.cli import main
@@ -289,7 +290,10 @@ def test_a_failed_checkpoint_write_is_one_line_and_leaves_no_file(tmp_path: Path
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHS))
+NETWORKS = sorted(arch for arch, kind in ARCHS.items() if kind is not NearestNeighbours)  # what gradients train
+
+
+@pytest.mark.parametrize("arch", NETWORKS)
 @pytest.mark.parametrize("bf16", [False, True])
 def test_every_architecture_trains_a_step_on_cpu_in_fp32_and_bf16_channels_last(arch: str, bf16: bool) -> None:
     torch.manual_seed(8)
@@ -306,7 +310,10 @@ def test_every_architecture_trains_a_step_on_cpu_in_fp32_and_bf16_channels_last(
 def test_every_architecture_reloads_from_its_checkpoint_to_identical_outputs(tmp_path: Path, arch: str) -> None:
     torch.manual_seed(9)
     model = build_model(arch, dropout=0.3)
-    model.train()(torch.randn(16, 1, 28, 28))  # moves batch-norm running statistics away from their initial values
+    if isinstance(model, NearestNeighbours):
+        model.memorize(torch.randn(50, 1, 28, 28), torch.arange(50) % 10)
+    else:
+        model.train()(torch.randn(16, 1, 28, 28))  # moves batch-norm running statistics away from their initial values
     model.eval()
     path = tmp_path / "fold1.pt"
     save_checkpoint(path, model, TrainConfig(arch=arch, dropout=0.3), fold=1, metrics={}, extra={})
@@ -315,6 +322,30 @@ def test_every_architecture_reloads_from_its_checkpoint_to_identical_outputs(tmp
     images = np.random.default_rng(9).integers(0, 256, (6, 28, 28), dtype=np.uint8)
     np.testing.assert_array_equal(predict_proba(loaded.model, images, NORMALIZE, bf16=False),
                                   predict_proba(model, images, NORMALIZE, bf16=False))
+
+
+def test_deskew_stands_a_slanted_stroke_upright_and_centres_it_whatever_the_pixel_scale() -> None:
+    image = np.zeros((28, 28), np.float32)
+    for row in range(4, 24):  # a stroke leaning right by half a column per row, left of centre
+        image[row, 4 + row // 2] = 1.0
+    upright = deskew(torch.from_numpy(image)[None, None])[0, 0].numpy()
+    ink_cols = [np.average(np.arange(28), weights=line) for line in upright if line.sum() > 0.5]
+    assert np.ptp(ink_cols) < 1.5 and abs(np.mean(ink_cols) - 13.5) < 1  # vertical, in the middle
+    normalised = (torch.from_numpy(image)[None, None] - 0.5) / 0.5  # as the models receive it
+    np.testing.assert_allclose(deskew(normalised)[0, 0].numpy(), 2 * upright, atol=1e-5)
+
+
+def test_nearest_neighbours_read_a_kept_digit_as_its_label_in_fp32_and_bf16() -> None:
+    digits = read_train(SAMPLE)
+    assert digits.labels is not None
+    x = to_input(torch.from_numpy(digits.images[:300]), NORMALIZE, torch.device("cpu"))
+    model = NearestNeighbours()
+    model.memorize(x, torch.from_numpy(digits.labels[:300]))
+    assert model.points.shape == (300, 40) and model.basis.shape == (40, 784) and not list(model.parameters())
+    kept = predict_proba(model, digits.images[:300], NORMALIZE, bf16=False)
+    assert (kept.argmax(1) == digits.labels[:300]).all() and kept.max(1).min() > 0.99  # each is its own nearest
+    np.testing.assert_allclose(predict_proba(model, digits.images[300:400], NORMALIZE, bf16=True),
+                               predict_proba(model, digits.images[300:400], NORMALIZE, bf16=False), atol=1e-6)
 
 
 def test_an_architecture_flag_takes_that_architectures_recipe() -> None:
