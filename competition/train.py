@@ -162,9 +162,9 @@ def memorize(model: NearestNeighbours, train: tuple[np.ndarray, np.ndarray], val
     the validation digits; one pass stands in for an epoch in the history."""
     start = time.perf_counter()
     model.to(device).memorize(to_input(torch.from_numpy(train[0]), NORMALIZE, device), torch.from_numpy(train[1]).to(device))
-    seconds = time.perf_counter() - start
+    rate = len(train[1]) / (time.perf_counter() - start)  # kept digits per second
     probs, scores = evaluate(model, *val, device=device, bf16=config.bf16, tta=config.tta)
-    history = [{"epoch": 1, "train_loss": float("nan"), **scores, "seconds": time.perf_counter() - start,
-                "images_per_s": len(train[1]) / seconds, "lr": 0.0}]
+    seconds = time.perf_counter() - start
+    history = [{"epoch": 1, "train_loss": float("nan"), **scores, "seconds": seconds, "images_per_s": rate, "lr": 0.0}]
     return FitResult(history=history, best_epoch=1, val_probs=probs, val_loss=scores["val_loss"], val_acc=scores["val_acc"],
-                     seconds=time.perf_counter() - start, images_per_s=len(train[1]) / seconds)
+                     seconds=seconds, images_per_s=rate)
