@@ -22,6 +22,8 @@ python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part PART] 
   misses where the blend of runs (--runs, weighed as `blend` weighs; per fold split, runs grouped by theirs) errs: its OOF errors
         counted by how many of the runs err on the row too, and a picture of the rows wrong in every split (no
         training);
+  subsets the equal-weight blend of every subset of two or more runs (--runs, the same names in each fold split): OOF
+        errors per split, mean and per fold, fewest first (no training);
   weights `blend`'s weightings on runs (--runs; per fold split, runs grouped by theirs): OOF errors of equal weights,
         of greedy selection on the rows it selected on and cross-validated (weights selected on four fifths of the
         rows, errors counted on the fifth left out), and the weighting `blend` chooses, its errors per fold (no training);
@@ -41,6 +43,8 @@ python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part PART] 
         `plan` in WORK/arch and WORK/sS/arch);
   neighbours k nearest neighbours and an RBF SVM on deskewed digits (PCA 40), OOF on the four's folds: alone and as a
         fifth member of `make best`'s four (seconds, no network training);
+  neighbour-settings `knn`'s k, components and blur chosen per fold by leave-one-out on the fold's training rows,
+        then alone and in place of the `knn` run beside the networks of `make best` (minutes, no network training);
   read  fold 1's model of each run (--runs, one fold split) on all the fold's validation rows: as they are, drawn as
         sketchpad-like canvases, and as canvases of their own strokes upscaled (`redraw`'s readings);
   unsure the demo's "unsure" mark: fold 1's model of each run (--runs, one fold split) reads sketchpad-like canvases
@@ -819,6 +823,94 @@ def bench_neighbours(data: Path, out: Path, folds: int, *, splits: tuple[int, ..
     return {"setting": NEIGHBOURS, "splits": report}
 
 
+# settings `--part neighbour-settings` chooses among by leave-one-out on each fold's training rows: principal
+# components kept, a Gaussian blur's standard deviation before projecting (px, 0 = none), neighbours that vote
+NEIGHBOUR_COMPONENTS, NEIGHBOUR_BLURS, NEIGHBOUR_KS = (40, 60, 80, 100), (0.0, 1.0), tuple(range(1, 13))
+
+
+def blurred(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(B, 1, 28, 28) through a 7-tap Gaussian of `sigma` px along each axis (0: as they are)."""
+    if sigma == 0:
+        return x
+    taps = torch.exp(-torch.arange(-3.0, 4.0) ** 2 / (2 * sigma**2))
+    taps = taps / taps.sum()
+    return F.conv2d(F.conv2d(x, taps.view(1, 1, 1, 7), padding=(0, 3)), taps.view(1, 1, 7, 1), padding=(3, 0))
+
+
+def bench_neighbour_settings(data: Path, out: Path, folds: int, *, splits: tuple[int, ...] = (42, 43, 44)) -> dict[str, object]:
+    """`knn`'s settings chosen honestly: on each fold's training rows, every setting of the NEIGHBOUR_ grid reads each
+    training digit by its neighbours among the others (leave-one-out) and the most accurate setting reads the fold's
+    held-out rows. Beside the runs of `make best` from `--part plan` (WORK/arch for 42, WORK/sS/arch for S): the
+    chosen `knn` alone and in place of their `knn` run (when measured, one with the first setting, k 6 and 40
+    components), equal weights, in all and per fold."""
+    from competition.model import deskew as deskew_digits
+    from competition.model import nearest, votes
+
+    full = read_train(data)
+    assert full.labels is not None
+    labels, truth = full.labels, torch.as_tensor(full.labels).long()
+    skewless = deskew_digits(torch.as_tensor(full.images).float().reshape(-1, 1, 28, 28))
+    views = {sigma: blurred(skewless, sigma).flatten(1) for sigma in NEIGHBOUR_BLURS}
+    report: dict[str, object] = {}
+    for split in splits:
+        probs, rows = the_four(out, split, folds)
+        probs["knn"] = load_run((out / "arch" if split == 42 else out / f"s{split}" / "arch") / "knn").probs
+        chosen, picks = np.zeros((len(labels), 10), np.float32), []
+        for held in rows:
+            learn = np.setdiff1d(np.arange(len(labels)), held)
+            best: tuple[float, int, float, int] | None = None
+            for sigma, flat in views.items():
+                mean = flat[learn].mean(0)
+                basis = torch.linalg.svd(flat[learn] - mean, full_matrices=False)[2]
+                for components in NEIGHBOUR_COMPONENTS:
+                    points = (flat[learn] - mean) @ basis[:components].T
+                    distance, index = nearest(points, points, max(NEIGHBOUR_KS), themselves=True)
+                    for k in NEIGHBOUR_KS:
+                        accuracy = float((votes(distance[:, :k], truth[learn][index[:, :k]]).argmax(1) == truth[learn]).float().mean())
+                        if best is None or accuracy > best[0]:
+                            best = (accuracy, components, sigma, k)
+            assert best is not None
+            _, components, sigma, k = best
+            flat = views[sigma]
+            mean = flat[learn].mean(0)
+            basis = torch.linalg.svd(flat[learn] - mean, full_matrices=False)[2][:components].T
+            distance, index = nearest((flat[held] - mean) @ basis, (flat[learn] - mean) @ basis, k)
+            chosen[held] = votes(distance, truth[learn][index]).numpy()
+            picks.append({"leave_one_out_accuracy": best[0], "components": components, "blur": sigma, "k": k})
+            print(split, picks[-1], flush=True)
+        probs["chosen"] = chosen
+        lean = [n for n in MAKE_BEST_FOUR if n != "reference"]
+        blends = {"knn": ["knn"], "chosen": ["chosen"], "the five": [*MAKE_BEST_FOUR, "knn"],
+                  "the five, knn chosen": [*MAKE_BEST_FOUR, "chosen"], "without the reference CNN": [*lean, "knn"],
+                  "without the reference CNN, knn chosen": [*lean, "chosen"]}
+        report[str(split)] = {"picks": picks, **beside_the_four(probs, labels, rows, blends, newcomer="chosen")}
+        print(split, report[str(split)], flush=True)
+    return {"grid": {"components": NEIGHBOUR_COMPONENTS, "blur": NEIGHBOUR_BLURS, "k": NEIGHBOUR_KS}, "splits": report}
+
+
+def bench_subsets(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict[str, object]:
+    """The equal-weight blend of every subset of two or more of `runs` (the same run names in each fold split; no
+    training): OOF errors per split, their mean and errors per fold, fewest first. A subset picked from this table is
+    picked on the rows it is scored on: it bounds what these runs can do together, it does not estimate it."""
+    groups = runs_by_split(runs)
+    names = [member.path.name for member in groups[0]]
+    if any([member.path.name for member in group] != names for group in groups):
+        sys.exit("bench: --part subsets needs the same run names, in the same order, in each fold split")
+    fold_rows = [[np.asarray(load_checkpoint(group[0].path / f"fold{k}.pt").extra["oof_index"]) for k in range(1, folds + 1)]
+                 for group in groups]
+    table: list[tuple[float, dict[str, object]]] = []
+    for size in range(2, len(names) + 1):
+        for subset in combinations(range(len(names)), size):
+            per_fold = []
+            for group, rows in zip(groups, fold_rows):
+                wrong = np.mean([group[i].probs for i in subset], axis=0).argmax(1) != group[0].labels
+                per_fold.append([int(wrong[r].sum()) for r in rows])
+            mean = float(np.mean([sum(f) for f in per_fold]))
+            table.append((mean, {"runs": " + ".join(names[i] for i in subset), "errors": [sum(f) for f in per_fold],
+                                 "mean_errors": mean, "per_fold": per_fold}))
+    return {"splits": [group[0].split for group in groups], "blends": [row for _, row in sorted(table, key=lambda t: t[0])]}
+
+
 def oof_probs(ensemble: Ensemble, images: np.ndarray, *, tta: bool) -> np.ndarray:
     """(N, 10): each row predicted by the fold model that never saw it, with or without test-time augmentation."""
     oof = np.zeros((len(images), 10), np.float32)
@@ -894,8 +986,8 @@ def bench_gpu(data: Path, out: Path, folds: int) -> dict[str, object]:
 
 EVERY_TIME = ("cv", "tta", "step", "demo")
 # hours of training, a GPU or runs
-ON_DEMAND = ("arch", "plan", "folds", "misses", "weights", "serve", "read", "unsure", "stroke", "smoothing", "redraw",
-             "deskew", "neighbours", "gpu")
+ON_DEMAND = ("arch", "plan", "folds", "misses", "weights", "subsets", "serve", "read", "unsure", "stroke", "smoothing",
+             "redraw", "deskew", "neighbours", "neighbour-settings", "gpu")
 
 
 def main() -> None:
@@ -908,9 +1000,10 @@ def main() -> None:
     parser.add_argument("--plan", type=Path, default=ROOT / "competition" / "best.json",
                         help="the plan of --part plan (default: the shipped one)")
     parser.add_argument("--models", type=Path, help="the run or blend of --part serve (default: WORK/arch/blend)")
-    parser.add_argument("--runs", type=Path, nargs="+", default=[], help="the run folders of --part folds, misses, read, unsure and weights")
+    parser.add_argument("--runs", type=Path, nargs="+", default=[],
+                        help="the run folders of --part folds, misses, read, unsure, weights and subsets")
     args = parser.parse_args()
-    if args.part in ("folds", "misses", "unsure", "read", "weights") and not args.runs:
+    if args.part in ("folds", "misses", "unsure", "read", "weights", "subsets") and not args.runs:
         parser.error(f"--part {args.part} compares the runs named by --runs RUN [RUN ...]")
     args.work.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -918,11 +1011,13 @@ def main() -> None:
         "cv": bench_cv, "tta": bench_tta, "step": bench_step, "demo": bench_demo, "arch": bench_arch,
         "plan": partial(bench_plan, plan=args.plan), "folds": partial(bench_folds, runs=args.runs),
         "misses": partial(bench_misses, runs=args.runs), "weights": partial(bench_weights, runs=args.runs),
+        "subsets": partial(bench_subsets, runs=args.runs),
         "serve": partial(bench_serve, models=args.models), "read": partial(bench_read, runs=args.runs),
         "unsure": partial(bench_unsure, runs=args.runs),
         "stroke": partial(sample_pairs, flag="stroke", values=(0.0, 0.5), seeds=(42, 43)),
         "smoothing": partial(sample_pairs, flag="label-smoothing", values=(0.0, 0.1), seeds=(42, 43)),
         "redraw": bench_redraw, "deskew": bench_deskew, "neighbours": bench_neighbours,
+        "neighbour-settings": bench_neighbour_settings,
         "gpu": bench_gpu}
     info = host()
     for part, bench in parts.items():
@@ -930,7 +1025,7 @@ def main() -> None:
             text = json.dumps({"host": info, "command": " ".join(sys.argv), **bench(args.data, args.work, args.folds)}, indent=2)
             last_run = args.runs[-1].name if args.runs else ""
             name = {"plan": f"plan-{args.plan.stem.removeprefix('plan-')}",  # one result per plan, per compared run
-                    "folds": f"folds-{last_run}", "misses": f"misses-{last_run}",
+                    "folds": f"folds-{last_run}", "misses": f"misses-{last_run}", "subsets": f"subsets-{last_run}",
                     "weights": "weights-" + "+".join(dict.fromkeys(run.name for run in args.runs)),
                     "unsure": f"unsure-{last_run}", "read": f"read-{last_run}",
                     "serve": f"serve-{args.models.name}" if args.models else "serve"}.get(part, part)

@@ -152,18 +152,46 @@ def deskew(x: Tensor) -> Tensor:
     return F.grid_sample(ink, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def nearest(queries: Tensor, points: Tensor, k: int, *, themselves: bool = False) -> tuple[Tensor, Tensor]:
+    """Distances and indices (Q, k) of each query's k nearest points (P, D), a block of queries at a time (a block's
+    distances to every point, 1024 x P floats, are what memory holds); `themselves`: the queries are the points, each
+    left out of its own neighbours (leave-one-out)."""
+    distances, indices = [], []
+    for start in range(0, len(queries), 1024):
+        d = torch.cdist(queries[start:start + 1024], points)
+        if themselves:
+            d[torch.arange(len(d)), torch.arange(start, start + len(d))] = float("inf")
+        distance, index = d.topk(k, largest=False)
+        distances.append(distance)
+        indices.append(index)
+    return torch.cat(distances), torch.cat(indices)
+
+
+def votes(distance: Tensor, labels: Tensor) -> Tensor:
+    """(Q, k) distances to the neighbours and their labels -> (Q, 10) probabilities: votes weighted by 1 / distance."""
+    weights = torch.zeros(len(distance), 10, device=distance.device)
+    weights.scatter_add_(1, labels, 1 / distance.clamp_min(1e-6))
+    return weights / weights.sum(1, keepdim=True)
+
+
 class NearestNeighbours(nn.Module):
     """k nearest neighbours among the training digits, deskewed and projected onto their first principal components,
     their votes weighted by 1 / distance. Nothing to learn by gradient: `memorize` keeps the projection and the
-    projected training digits (buffers, so a checkpoint holds them). Far weaker alone than the networks, it errs
-    elsewhere: it gets right some of the digits that every network gets wrong (docs/training.md, nearest neighbours)."""
+    projected training digits (buffers, so a checkpoint holds them), and chooses k and the number of components by
+    leave-one-out on those digits alone, each read by its neighbours among the others. Far weaker alone than the
+    networks, it errs elsewhere: it gets right some of the digits that every network gets wrong (docs/training.md,
+    nearest neighbours)."""
 
-    def __init__(self, dropout: float = 0.0, k: int = 6, components: int = 40) -> None:
+    COMPONENTS = (40, 60, 80, 100)  # the numbers of principal components leave-one-out chooses among
+    KS = tuple(range(1, 13))  # the numbers of voting neighbours it chooses among
+
+    def __init__(self, dropout: float = 0.0) -> None:
         super().__init__()  # dropout: accepted as every architecture's is, unused
-        self.k, self.components = k, components
+        # checkpoints from before the choice have no k: theirs was 6, with 40 components
+        self.register_buffer("k", torch.tensor(6))  # () voting neighbours
         self.register_buffer("mean", torch.zeros(28 * 28))  # (784,) of the deskewed training digits
-        self.register_buffer("basis", torch.zeros(components, 28 * 28))  # (components, 784) principal axes
-        self.register_buffer("points", torch.zeros(0, components))  # (N, components) the training digits, projected
+        self.register_buffer("basis", torch.zeros(40, 28 * 28))  # (components, 784) principal axes
+        self.register_buffer("points", torch.zeros(0, 40))  # (N, components) the training digits, projected
         self.register_buffer("labels", torch.zeros(0, dtype=torch.long))  # (N,)
 
     def features(self, x: Tensor) -> Tensor:
@@ -171,24 +199,37 @@ class NearestNeighbours(nn.Module):
 
     @torch.no_grad()
     def memorize(self, x: Tensor, labels: Tensor) -> None:
-        """Keep the training digits x (N, 1, 28, 28) with their labels (N,)."""
-        flat = deskew(x.float()).flatten(1)
-        self.mean = flat.mean(0)
-        centred = flat - self.mean
-        self.basis = torch.linalg.svd(centred, full_matrices=False)[2][: self.components].contiguous()  # principal axes
-        self.points, self.labels = centred @ self.basis.T, labels.long()
+        """Keep the training digits x (N, 1, 28, 28) with their labels (N,); choose k and the components."""
+        with torch.autocast(x.device.type, enabled=False):  # distances in fp32, as in forward
+            flat = deskew(x.float()).flatten(1)
+            self.mean = flat.mean(0)
+            centred, labels = flat - self.mean, labels.long()
+            axes = torch.linalg.svd(centred, full_matrices=False)[2]  # (min(N, 784), 784) principal axes
+            ks = [k for k in self.KS if k < len(labels)] or [1]
+            best: tuple[float, int, int] | None = None  # (leave-one-out accuracy, components, k)
+            for components in sorted({min(c, len(axes)) for c in self.COMPONENTS}):
+                projected = centred @ axes[:components].T
+                distance, index = nearest(projected, projected, max(ks), themselves=len(labels) > 1)
+                for k in ks:
+                    accuracy = float((votes(distance[:, :k], labels[index[:, :k]]).argmax(1) == labels).float().mean())
+                    if best is None or accuracy > best[0]:  # ties keep the fewer components, then the fewer neighbours
+                        best = (accuracy, components, k)
+            assert best is not None
+            _, components, k = best
+            self.basis = axes[:components].contiguous()
+            self.points, self.labels, self.k = centred @ self.basis.T, labels, torch.tensor(k, device=x.device)
 
     def forward(self, x: Tensor) -> Tensor:
         # distances in fp32 even under autocast: bf16's 8-bit mantissa is too coarse to rank near neighbours
         with torch.autocast(x.device.type, enabled=False):
-            distance, nearest = torch.cdist(self.features(x), self.points).topk(min(self.k, len(self.points)), largest=False)
-            votes = torch.zeros(len(x), 10, device=x.device).scatter_add_(1, self.labels[nearest], 1 / distance.clamp_min(1e-6))
-            return torch.log(votes / votes.sum(1, keepdim=True) + 1e-4)  # log-probabilities: softmax gives them back
+            distance, index = nearest(self.features(x), self.points, min(int(self.k), len(self.points)))
+            return torch.log(votes(distance, self.labels[index]) + 1e-4)  # log-probabilities: softmax gives them back
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
-        for name in ("points", "labels"):  # sized by the training digits kept: take the checkpoint's size
+        for name in ("basis", "points", "labels"):  # sized by the components chosen and the digits kept: take theirs
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        state_dict.setdefault(prefix + "k", torch.tensor(6))  # a checkpoint from before the choice
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 

@@ -341,11 +341,32 @@ def test_nearest_neighbours_read_a_kept_digit_as_its_label_in_fp32_and_bf16() ->
     x = to_input(torch.from_numpy(digits.images[:300]), NORMALIZE, torch.device("cpu"))
     model = NearestNeighbours()
     model.memorize(x, torch.from_numpy(digits.labels[:300]))
-    assert model.points.shape == (300, 40) and model.basis.shape == (40, 784) and not list(model.parameters())
+    components = model.basis.shape[0]
+    assert components in model.COMPONENTS and int(model.k) in model.KS and not list(model.parameters())
+    assert model.points.shape == (300, components) and model.basis.shape == (components, 784)
     kept = predict_proba(model, digits.images[:300], NORMALIZE, bf16=False)
     assert (kept.argmax(1) == digits.labels[:300]).all() and kept.max(1).min() > 0.99  # each is its own nearest
     np.testing.assert_allclose(predict_proba(model, digits.images[300:400], NORMALIZE, bf16=True),
                                predict_proba(model, digits.images[300:400], NORMALIZE, bf16=False), atol=1e-6)
+
+
+def test_nearest_neighbours_choose_more_voters_when_labels_are_noisy_and_load_checkpoints_from_before_the_choice() -> None:
+    digits = read_train(SAMPLE)
+    assert digits.labels is not None
+    rows = np.flatnonzero(np.isin(digits.labels, [0, 1]))[:400]  # two classes that never look alike
+    x = to_input(torch.from_numpy(digits.images[rows]), NORMALIZE, torch.device("cpu"))
+    labels = torch.from_numpy(digits.labels[rows]).long()
+    clean = NearestNeighbours()
+    clean.memorize(x, labels)
+    assert int(clean.k) == 1 and clean.basis.shape[0] == 40  # every setting reads them all: the least is kept
+    flipped = torch.from_numpy(np.random.default_rng(0).random(len(rows)) < 0.15)
+    noisy = NearestNeighbours()
+    noisy.memorize(x, torch.where(flipped, 1 - labels, labels))
+    assert int(noisy.k) >= 3  # one neighbour copies its label's noise; a majority outvotes it
+    before = {name: value for name, value in noisy.state_dict().items() if name != "k"}  # k 6 then, not kept
+    loaded = NearestNeighbours()
+    loaded.load_state_dict(before)
+    assert int(loaded.k) == 6 and torch.equal(loaded.points, noisy.points)
 
 
 def test_an_architecture_flag_takes_that_architectures_recipe() -> None:
