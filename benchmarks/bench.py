@@ -757,10 +757,15 @@ def deskewed_file(full: Digits, out: Path) -> Path:
     return skewless
 
 
+def split_work(out: Path, split: int) -> Path:
+    """Where `--part plan` put a split's runs: WORK/arch for 42, WORK/sS/arch for S."""
+    return out / "arch" if split == 42 else out / f"s{split}" / "arch"
+
+
 def the_four(out: Path, split: int, folds: int) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
-    """OOF probabilities of `make best`'s four runs of `split` (WORK/arch for 42, WORK/sS/arch for S, from `--part
-    plan`) by run name, and each fold's validation rows."""
-    work = out / "arch" if split == 42 else out / f"s{split}" / "arch"
+    """OOF probabilities of `make best`'s four runs of `split` (from `--part plan`, in `split_work`) by run name, and
+    each fold's validation rows."""
+    work = split_work(out, split)
     rows = [np.asarray(load_checkpoint(work / "poolres" / f"fold{k}.pt").extra["oof_index"]) for k in range(1, folds + 1)]
     return {name: load_run(work / name).probs for name in MAKE_BEST_FOUR}, rows
 
@@ -854,16 +859,17 @@ def bench_neighbour_settings(data: Path, out: Path, folds: int, *, splits: tuple
     report: dict[str, object] = {}
     for split in splits:
         probs, rows = the_four(out, split, folds)
-        probs["knn"] = load_run((out / "arch" if split == 42 else out / f"s{split}" / "arch") / "knn").probs
+        probs["knn"] = load_run(split_work(out, split) / "knn").probs
         chosen, picks = np.zeros((len(labels), 10), np.float32), []
         for held in rows:
             learn = np.setdiff1d(np.arange(len(labels)), held)
             best: tuple[float, int, float, int] | None = None
+            axes = {}  # blur -> (mean, principal axes) of the fold's training digits
             for sigma, flat in views.items():
                 mean = flat[learn].mean(0)
-                basis = torch.linalg.svd(flat[learn] - mean, full_matrices=False)[2]
+                axes[sigma] = mean, torch.linalg.svd(flat[learn] - mean, full_matrices=False)[2]
                 for components in NEIGHBOUR_COMPONENTS:
-                    points = (flat[learn] - mean) @ basis[:components].T
+                    points = (flat[learn] - mean) @ axes[sigma][1][:components].T
                     distance, index = nearest(points, points, max(NEIGHBOUR_KS), themselves=True)
                     for k in NEIGHBOUR_KS:
                         accuracy = float((votes(distance[:, :k], truth[learn][index[:, :k]]).argmax(1) == truth[learn]).float().mean())
@@ -871,9 +877,8 @@ def bench_neighbour_settings(data: Path, out: Path, folds: int, *, splits: tuple
                             best = (accuracy, components, sigma, k)
             assert best is not None
             _, components, sigma, k = best
-            flat = views[sigma]
-            mean = flat[learn].mean(0)
-            basis = torch.linalg.svd(flat[learn] - mean, full_matrices=False)[2][:components].T
+            flat, (mean, basis) = views[sigma], axes[sigma]
+            basis = basis[:components].T
             distance, index = nearest((flat[held] - mean) @ basis, (flat[learn] - mean) @ basis, k)
             chosen[held] = votes(distance, truth[learn][index]).numpy()
             picks.append({"leave_one_out_accuracy": best[0], "components": components, "blur": sigma, "k": k})
