@@ -45,6 +45,9 @@ python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part PART] 
         fifth member of `make best`'s four (seconds, no network training);
   neighbour-settings `knn`'s k, components and blur chosen per fold by leave-one-out on the fold's training rows,
         then alone and in place of the `knn` run beside the networks of `make best` (minutes, no network training);
+  neighbour-variants other non-network members beside the networks of `make best`: an RBF SVM, `knn` with each query
+        moved up to a pixel, `knn` on digits not deskewed; and the plan's `knn` with other k and vote weightings
+        (minutes, no network training);
   read  fold 1's model of each run (--runs, one fold split) on all the fold's validation rows: as they are, drawn as
         sketchpad-like canvases, and as canvases of their own strokes upscaled (`redraw`'s readings);
   unsure the demo's "unsure" mark: fold 1's model of each run (--runs, one fold split) reads sketchpad-like canvases
@@ -75,6 +78,7 @@ from contextlib import contextmanager
 from functools import partial
 from itertools import combinations
 from pathlib import Path
+from typing import TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -93,7 +97,7 @@ from competition.data import SAMPLE_DIR, Digits, read_test, read_train
 from competition.ensemble import Ensemble
 from competition.infer import TTA_ROTATIONS, autocast_dtype, predict_proba
 from competition.metrics import log_loss
-from competition.model import ARCHS, build_model
+from competition.model import ARCHS, NearestNeighbours, build_model
 from competition.recognize import Reading, recognize
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -786,6 +790,16 @@ def beside_the_four(probs: Mapping[str, np.ndarray], labels: np.ndarray, rows: l
 NEIGHBOURS = {"components": 40, "k": 6}  # the first setting tried, kept: tuning it on these rows would flatter it
 
 
+def svm_probs(learn: np.ndarray, labels: np.ndarray, held: np.ndarray) -> np.ndarray:
+    """An RBF SVM (C 10) fitted on `learn` (N, D) with `labels`, reading `held` (M, D): its one-vs-rest decision
+    values through a softmax of temperature 0.5 (M, 10). The first setting tried, not tuned on OOF rows."""
+    from sklearn.svm import SVC
+
+    decision = SVC(C=10, gamma="scale").fit(learn, labels).decision_function(held)
+    odds = np.exp((decision - decision.max(1, keepdims=True)) / 0.5)
+    return odds / odds.sum(1, keepdims=True)
+
+
 def bench_neighbours(data: Path, out: Path, folds: int, *, splits: tuple[int, ...] = (42, 43, 44)) -> dict[str, object]:
     """Two classic non-neural models on deskewed digits (PCA to 40 components, fitted on each fold's training rows):
     k nearest neighbours (distance-weighted) and an RBF support-vector machine (C 10, its one-vs-rest decision values
@@ -793,7 +807,6 @@ def bench_neighbours(data: Path, out: Path, folds: int, *, splits: tuple[int, ..
     as a fifth member with equal weights, and the contest `blend` holds on the five."""
     from sklearn.decomposition import PCA
     from sklearn.neighbors import KNeighborsClassifier
-    from sklearn.svm import SVC
 
     from competition.blend import choose_weights
 
@@ -814,9 +827,7 @@ def bench_neighbours(data: Path, out: Path, folds: int, *, splits: tuple[int, ..
             knn[held] = KNeighborsClassifier(NEIGHBOURS["k"], weights="distance").fit(a, labels[learn]).predict_proba(b)
             seconds["knn"] += time.perf_counter() - started
             started = time.perf_counter()
-            decision = SVC(C=10, gamma="scale").fit(a, labels[learn]).decision_function(b)
-            odds = np.exp((decision - decision.max(1, keepdims=True)) / 0.5)
-            svm[held] = odds / odds.sum(1, keepdims=True)
+            svm[held] = svm_probs(a, labels[learn], b)
             seconds["svm"] += time.perf_counter() - started
         probs |= {"knn": knn, "svm": svm}
         blends = {"knn": ["knn"], "svm": ["svm"], "the four": list(MAKE_BEST_FOUR), "the four + knn": [*MAKE_BEST_FOUR, "knn"],
@@ -842,6 +853,50 @@ def blurred(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(F.conv2d(x, taps.view(1, 1, 1, 7), padding=(0, 3)), taps.view(1, 1, 7, 1), padding=(3, 0))
 
 
+View = TypeVar("View", float, str)  # how `neighbours_chosen` names a view of the digits
+
+
+def neighbours_chosen(views: Mapping[View, torch.Tensor], truth: torch.Tensor, learn: np.ndarray, held: np.ndarray, *,
+                      shifted: torch.Tensor | None = None) -> tuple[np.ndarray, dict[str, object]]:
+    """`knn` with its setting chosen by leave-one-out on the `learn` rows: every view (name -> (N, 784) digits) x
+    NEIGHBOUR_COMPONENTS x NEIGHBOUR_KS reads each training digit by its neighbours among the others, and the most
+    accurate setting reads the `held` rows: their probabilities (M, 10) and the pick. `shifted` (9, N, 784), one view
+    moved by up to a pixel each way: a query's distance to each of its 32 nearest points becomes the least over its
+    nine shifts (the training digits stay as they are), before the k nearest vote."""
+    from competition.model import nearest, votes
+
+    def neighbours(flat: torch.Tensor, queries: np.ndarray, mean: torch.Tensor, basis: torch.Tensor, points: torch.Tensor,
+                   k: int, themselves: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        distance, index = nearest((flat[queries] - mean) @ basis, points, 32 if shifted is not None else k, themselves=themselves)
+        if shifted is not None:  # (9, Q, 32) distances to the same candidates, the least over the shifts
+            moved = (shifted[:, queries] - mean) @ basis
+            distance = torch.cat([(moved[:, s:s + 1024, None] - points[index[s:s + 1024]][None]).norm(dim=-1).amin(0)
+                                  for s in range(0, len(queries), 1024)])
+            distance, order = distance.sort(1)
+            index = index.gather(1, order)
+        return distance[:, :k], index[:, :k]
+
+    best: tuple[float, View, int, int] | None = None
+    axes = {}  # view -> (mean, principal axes) of the fold's training digits
+    for view, flat in views.items():
+        mean = flat[learn].mean(0)
+        axes[view] = mean, torch.linalg.svd(flat[learn] - mean, full_matrices=False)[2]
+        for components in NEIGHBOUR_COMPONENTS:
+            basis = axes[view][1][:components].T
+            distance, index = neighbours(flat, learn, mean, basis, (flat[learn] - mean) @ basis, max(NEIGHBOUR_KS), True)
+            for k in NEIGHBOUR_KS:
+                accuracy = float((votes(distance[:, :k], truth[learn][index[:, :k]]).argmax(1) == truth[learn]).float().mean())
+                if best is None or accuracy > best[0]:
+                    best = (accuracy, view, components, k)
+    assert best is not None
+    accuracy, view, components, k = best
+    flat, (mean, basis) = views[view], axes[view]
+    basis = basis[:components].T
+    distance, index = neighbours(flat, held, mean, basis, (flat[learn] - mean) @ basis, k)
+    return votes(distance, truth[learn][index]).numpy(), {"leave_one_out_accuracy": accuracy, "view": view,
+                                                           "components": components, "k": k}
+
+
 def bench_neighbour_settings(data: Path, out: Path, folds: int, *, splits: tuple[int, ...] = (42, 43, 44)) -> dict[str, object]:
     """`knn`'s settings chosen honestly: on each fold's training rows, every setting of the NEIGHBOUR_ grid reads each
     training digit by its neighbours among the others (leave-one-out) and the most accurate setting reads the fold's
@@ -849,7 +904,6 @@ def bench_neighbour_settings(data: Path, out: Path, folds: int, *, splits: tuple
     chosen `knn` alone and in place of their `knn` run (when measured, one with the first setting, k 6 and 40
     components), equal weights, in all and per fold."""
     from competition.model import deskew as deskew_digits
-    from competition.model import nearest, votes
 
     full = read_train(data)
     assert full.labels is not None
@@ -862,26 +916,9 @@ def bench_neighbour_settings(data: Path, out: Path, folds: int, *, splits: tuple
         probs["knn"] = load_run(split_work(out, split) / "knn").probs
         chosen, picks = np.zeros((len(labels), 10), np.float32), []
         for held in rows:
-            learn = np.setdiff1d(np.arange(len(labels)), held)
-            best: tuple[float, int, float, int] | None = None
-            axes = {}  # blur -> (mean, principal axes) of the fold's training digits
-            for sigma, flat in views.items():
-                mean = flat[learn].mean(0)
-                axes[sigma] = mean, torch.linalg.svd(flat[learn] - mean, full_matrices=False)[2]
-                for components in NEIGHBOUR_COMPONENTS:
-                    points = (flat[learn] - mean) @ axes[sigma][1][:components].T
-                    distance, index = nearest(points, points, max(NEIGHBOUR_KS), themselves=True)
-                    for k in NEIGHBOUR_KS:
-                        accuracy = float((votes(distance[:, :k], truth[learn][index[:, :k]]).argmax(1) == truth[learn]).float().mean())
-                        if best is None or accuracy > best[0]:
-                            best = (accuracy, components, sigma, k)
-            assert best is not None
-            _, components, sigma, k = best
-            flat, (mean, basis) = views[sigma], axes[sigma]
-            basis = basis[:components].T
-            distance, index = nearest((flat[held] - mean) @ basis, (flat[learn] - mean) @ basis, k)
-            chosen[held] = votes(distance, truth[learn][index]).numpy()
-            picks.append({"leave_one_out_accuracy": best[0], "components": components, "blur": sigma, "k": k})
+            chosen[held], pick = neighbours_chosen(views, truth, np.setdiff1d(np.arange(len(labels)), held), held)
+            pick["blur"] = pick.pop("view")
+            picks.append(pick)
             print(split, picks[-1], flush=True)
         probs["chosen"] = chosen
         lean = [n for n in MAKE_BEST_FOUR if n != "reference"]
@@ -891,6 +928,81 @@ def bench_neighbour_settings(data: Path, out: Path, folds: int, *, splits: tuple
         report[str(split)] = {"picks": picks, **beside_the_four(probs, labels, rows, blends, newcomer="chosen")}
         print(split, report[str(split)], flush=True)
     return {"grid": {"components": NEIGHBOUR_COMPONENTS, "blur": NEIGHBOUR_BLURS, "k": NEIGHBOUR_KS}, "splits": report}
+
+
+NEIGHBOUR_VOTE_POWERS = (0, 1, 2, 4)  # `--part neighbour-variants`: votes weighted by 1 / distance^p (the package's: 1)
+
+
+def bench_neighbour_variants(data: Path, out: Path, folds: int, *, splits: tuple[int, ...] = (42, 43, 44)) -> dict[str, object]:
+    """Other non-network members beside the three networks of `make best` (the shipped plan's runs from `--part
+    plan`, WORK/arch for 42, WORK/sS/arch for S), none tuned on the OOF rows: an RBF SVM on the deskewed digits (PCA
+    40, `svm_probs`) and `knn` chosen by leave-one-out (`neighbours_chosen`) on the deskewed digits, on them with each
+    query moved up to a pixel, and on the digits as they are, with and without the moves; each alone, in place of the
+    plan's `knn` and beside it, equal weights, in all and per fold. Then the plan's `knn` itself (its fold checkpoints)
+    with each k of NEIGHBOUR_KS and vote weighting of NEIGHBOUR_VOTE_POWERS in its place: how the blend answers them."""
+    from sklearn.decomposition import PCA
+
+    from competition.infer import to_input
+    from competition.model import deskew as deskew_digits
+    from competition.model import nearest
+
+    full = read_train(data)
+    assert full.labels is not None
+    labels, truth = full.labels, torch.as_tensor(full.labels).long()
+    plain = torch.as_tensor(full.images).float().reshape(-1, 1, 28, 28) / 255
+    skewless = torch.cat([deskew_digits(plain[s:s + 4096]) for s in range(0, len(plain), 4096)])
+
+    def moves(x: torch.Tensor) -> torch.Tensor:  # (N, 1, 28, 28) -> (9, N, 784): moved by -1, 0, +1 px per axis
+        padded = F.pad(x, (1, 1, 1, 1))
+        return torch.stack([padded[:, 0, 1 + dy:29 + dy, 1 + dx:29 + dx].flatten(1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+
+    variants = {"knn deskewed": ("deskewed", skewless, False), "knn deskewed, moved": ("deskewed", skewless, True),
+                "knn as they are": ("as they are", plain, False), "knn as they are, moved": ("as they are", plain, True)}
+    networks = [n for n in MAKE_BEST_FOUR if n != "reference"]
+    report: dict[str, dict[str, object]] = {}
+    for split in splits:
+        work = split_work(out, split)
+        probs, rows = the_four(out, split, folds)
+        probs["knn"] = load_run(work / "knn").probs
+        started, seconds = time.perf_counter(), {}
+        probs["svm"] = np.zeros((len(labels), 10), np.float32)
+        flat = skewless.flatten(1).numpy()
+        for held in rows:
+            learn = np.setdiff1d(np.arange(len(labels)), held)
+            pca = PCA(40, random_state=0).fit(flat[learn])
+            probs["svm"][held] = svm_probs(pca.transform(flat[learn]), labels[learn], pca.transform(flat[held]))
+        seconds["svm"] = time.perf_counter() - started
+        picks: dict[str, list[dict[str, object]]] = {}
+        for name, (view, images, moved) in variants.items():
+            started, probs[name], picks[name] = time.perf_counter(), np.zeros((len(labels), 10), np.float32), []
+            for held in rows:
+                probs[name][held], pick = neighbours_chosen({view: images.flatten(1)}, truth, np.setdiff1d(np.arange(len(labels)), held),
+                                                            held, shifted=moves(images) if moved else None)
+                picks[name].append(pick)
+            seconds[name] = time.perf_counter() - started
+            print(split, name, picks[name], flush=True)
+        newcomers = ["svm", *variants]
+        blends = {"the plan": [*networks, "knn"], **{f"{n} alone": [n] for n in newcomers},
+                  **{f"{n} in place of knn": [*networks, n] for n in newcomers},
+                  **{f"{n} beside knn": [*networks, "knn", n] for n in newcomers}}
+        grid = {f"k {k}, 1/distance^{p}": np.zeros((len(labels), 10), np.float32) for k in NEIGHBOUR_KS for p in NEIGHBOUR_VOTE_POWERS}
+        for fold, held in enumerate(rows, 1):
+            knn = load_checkpoint(work / "knn" / f"fold{fold}.pt")
+            with torch.no_grad():
+                model = cast(NearestNeighbours, knn.model)
+                distance, index = nearest(model.features(to_input(torch.as_tensor(full.images[held]), knn.normalize, torch.device("cpu"))),
+                                          model.points, max(NEIGHBOUR_KS))
+            for k in NEIGHBOUR_KS:
+                for p in NEIGHBOUR_VOTE_POWERS:
+                    weights = torch.zeros(len(held), 10).scatter_add_(1, model.labels[index[:, :k]], distance[:, :k].clamp_min(1e-6) ** -p)
+                    grid[f"k {k}, 1/distance^{p}"][held] = (weights / weights.sum(1, keepdim=True)).numpy()
+        probs |= grid
+        blends |= {f"{n} in place of knn": [*networks, n] for n in grid}
+        report[str(split)] = {"picks": picks, "seconds_5_folds": seconds,
+                              "alone": {name: errors(probs[name], labels) for name in ["knn", *newcomers, *grid]},
+                              **beside_the_four(probs, labels, rows, blends, newcomer="knn")}
+        print(split, {k: v for k, v in report[str(split)].items() if k != "picks"}, flush=True)
+    return {"splits": report}
 
 
 def bench_subsets(data: Path, out: Path, folds: int, *, runs: list[Path]) -> dict[str, object]:
@@ -992,7 +1104,7 @@ def bench_gpu(data: Path, out: Path, folds: int) -> dict[str, object]:
 EVERY_TIME = ("cv", "tta", "step", "demo")
 # hours of training, a GPU or runs
 ON_DEMAND = ("arch", "plan", "folds", "misses", "weights", "subsets", "serve", "read", "unsure", "stroke", "smoothing",
-             "redraw", "deskew", "neighbours", "neighbour-settings", "gpu")
+             "redraw", "deskew", "neighbours", "neighbour-settings", "neighbour-variants", "gpu")
 
 
 def main() -> None:
@@ -1022,7 +1134,7 @@ def main() -> None:
         "stroke": partial(sample_pairs, flag="stroke", values=(0.0, 0.5), seeds=(42, 43)),
         "smoothing": partial(sample_pairs, flag="label-smoothing", values=(0.0, 0.1), seeds=(42, 43)),
         "redraw": bench_redraw, "deskew": bench_deskew, "neighbours": bench_neighbours,
-        "neighbour-settings": bench_neighbour_settings,
+        "neighbour-settings": bench_neighbour_settings, "neighbour-variants": bench_neighbour_variants,
         "gpu": bench_gpu}
     info = host()
     for part, bench in parts.items():
