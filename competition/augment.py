@@ -17,6 +17,11 @@ if TYPE_CHECKING:
     import albumentations as A
 
 
+# the elastic warp's displacement field: uniform noise smoothed by a Gaussian of ELASTIC_SIGMA px, times ELASTIC_ALPHA
+# px; Simard, Steinkraus and Platt (2003)'s values for 28x28 digits, not tuned here
+ELASTIC_ALPHA, ELASTIC_SIGMA = 34.0, 4.0
+
+
 def build_transforms(config: TrainConfig) -> list[A.BasicTransform]:
     """Small geometric changes a writer's hand makes; never flips (a flipped 2 is not a 2).
 
@@ -34,6 +39,9 @@ def build_transforms(config: TrainConfig) -> list[A.BasicTransform]:
                  scale=(1 - config.scale, 1 + config.scale),
                  shear=(-config.shear, config.shear), border_mode=cv2.BORDER_CONSTANT, fill=0, p=1.0),
     ]
+    if config.elastic > 0:  # local warps: a random displacement field in [-1, 1] px, smoothed, scaled (Simard et al. 2003)
+        transforms.append(A.ElasticTransform(alpha=ELASTIC_ALPHA, sigma=ELASTIC_SIGMA, noise_distribution="uniform",
+                                             border_mode=cv2.BORDER_CONSTANT, fill=0, p=config.elastic))
     if config.stroke > 0:  # a pen a pixel wider or narrower: a 2x2 grey dilation or erosion
         transforms.append(A.OneOf([A.Morphological(scale=(2, 2), operation="dilation", p=1.0),
                                    A.Morphological(scale=(2, 2), operation="erosion", p=1.0)], p=config.stroke))

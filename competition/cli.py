@@ -25,7 +25,8 @@ log = logging.getLogger("competition")
 # cv flags that map one-to-one onto TrainConfig fields (flag --batch-size -> field batch_size)
 CONFIG_FLAGS = {"folds": int, "epochs": int, "patience": int, "lr": float, "dropout": float, "batch_size": int,
                 "seed": int, "split_seed": int, "weight_decay": float, "label_smoothing": float, "workers": int,
-                "pseudo_label": str, "pseudo_threshold": float, "stroke": float, "redraw": float}
+                "pseudo_label": str, "pseudo_threshold": float, "stroke": float, "redraw": float,
+                "elastic": float}
 
 
 def _data_path(value: Path | None) -> Path:

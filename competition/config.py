@@ -41,6 +41,7 @@ class TrainConfig:
     scale: float = 0.1  # augmentation: relative zoom, uniform in [1 - scale, 1 + scale]
     shear: float = 5.0  # augmentation: degrees, uniform in [-shear, shear]
     stroke: float = 0.0  # augmentation: probability that an image's strokes are thickened or thinned by a pixel (half each)
+    elastic: float = 0.0  # augmentation: probability of a local elastic warp (Simard et al. 2003; augment.ELASTIC_*)
     redraw: float = 0.0  # augmentation: probability that an image is swapped for its sketchpad redraw (competition/sketch.py)
     pseudo_label: str = ""  # a run or blend whose confident test predictions join every fold's training part ("": none)
     pseudo_threshold: float = 0.99  # the least probability a pseudo-label needs
@@ -80,6 +81,7 @@ class TrainConfig:
             "scale": 0 <= self.scale < 1,
             "shear": 0 <= self.shear < 45,
             "stroke": 0 <= self.stroke <= 1,
+            "elastic": 0 <= self.elastic <= 1,
             "redraw": 0 <= self.redraw <= 1,
             "aug_group": 1 <= self.aug_group <= 512,
             "workers": self.workers >= 0,
@@ -118,7 +120,7 @@ class TrainConfig:
 
 
 RUN_SETTINGS = ("bf16", "workers", "aug_group", "data_on_device")
-ADDED_LATER = {"stroke": 0.0, "redraw": 0.0}  # hyperparameters added after runs existed -> the value those runs trained with
+ADDED_LATER = {"stroke": 0.0, "redraw": 0.0, "elastic": 0.0}  # hyperparameters added after runs existed -> the value those runs trained with
 
 # The reference CNN's recipe, the default until `poolres` made fewer OOF errors on each of three paired splits
 # (docs/training.md); lr and dropout from a full-data `tune`. Old checkpoints that lack a field predate it and

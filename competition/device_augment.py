@@ -6,7 +6,9 @@ The warps are albumentations' `Affine` family with the same parameter distributi
 whole pixels, per-axis scale, per-axis shear, about the image centre, black fill) built as the same matrices, then
 applied with `grid_sample` (bilinear) instead of OpenCV; a test checks both give the same image for the same
 parameters; the stroke change (`restroke`) gives albumentations' image exactly; the redraw swaps in the same sketches
-as the CPU path (`sketch.sketches`, made once per fold). Unlike the CPU path, every image gets its own draw (no
+as the CPU path (`sketch.sketches`, made once per fold); the elastic warp draws its displacement fields as
+albumentations' `ElasticTransform` does (uniform noise, Gaussian-smoothed, scaled) and `displace` samples them as its
+OpenCV remap does. Unlike the CPU path, every image gets its own draw (no
 grouping: a batched warp costs the same either way).
 """
 
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from .augment import ELASTIC_ALPHA, ELASTIC_SIGMA
 from .config import TrainConfig
 from .sketch import sketches
 
@@ -103,6 +106,30 @@ def restroke(images: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
     return torch.where(change > 0, grown, torch.where(change < 0, shrunk, images))
 
 
+def elastic_fields(n: int, generator: torch.Generator, device: torch.device, side: int = SIDE) -> torch.Tensor:
+    """(n, 2, side, side) float32 displacements in px (x, then y): uniform noise in [-1, 1] smoothed by a Gaussian of
+    ELASTIC_SIGMA px (OpenCV's kernel size for it, edges replicated), times ELASTIC_ALPHA."""
+    noise = 2 * torch.rand(n * 2, 1, side, side, generator=generator, device=device) - 1
+    radius = round(ELASTIC_SIGMA * 4)  # OpenCV's automatic size for float images: 2 * round(4 sigma) + 1 taps
+    taps = torch.exp(-torch.arange(-radius, radius + 1, device=device, dtype=torch.float32) ** 2 / (2 * ELASTIC_SIGMA**2))
+    taps = taps / taps.sum()
+    smooth = F.conv2d(F.pad(noise, (radius, radius, 0, 0), mode="replicate"), taps.view(1, 1, 1, -1))
+    smooth = F.conv2d(F.pad(smooth, (0, 0, radius, radius), mode="replicate"), taps.view(1, 1, -1, 1))
+    return ELASTIC_ALPHA * smooth.view(n, 2, side, side)
+
+
+def displace(images: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
+    """uint8 (n, H, W), each pixel sampled from itself plus its displacement (n, 2, H, W) px: bilinear, black
+    outside; uint8 (n, H, W)."""
+    n, height, width = images.shape
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32, device=images.device),
+                            torch.arange(width, dtype=torch.float32, device=images.device), indexing="ij")
+    # pixel centre i lies at (2i + 1) / size - 1 in grid_sample's coordinates (align_corners=False)
+    grid = torch.stack([(2 * (xs + fields[:, 0]) + 1) / width - 1, (2 * (ys + fields[:, 1]) + 1) / height - 1], dim=-1)
+    out = F.grid_sample(images.unsqueeze(1).float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out.squeeze(1).round_().clamp_(0, 255).to(torch.uint8)
+
+
 class DeviceBatches:
     """Iterable over one epoch of (augmented uint8 images (B, 28, 28), int64 labels (B,)), both on `device`.
 
@@ -133,6 +160,10 @@ class DeviceBatches:
                 drawn = torch.rand(len(index), generator=self.generator, device=self.device) < self.config.redraw
                 images = torch.where(drawn.view(-1, 1, 1), self.sketches[index], images)
             images, labels = warp(images, affine_matrices(params)), self.labels[index]
+            if self.config.elastic > 0:  # drawn only then, so runs without it keep their random stream
+                fields = elastic_fields(len(index), self.generator, self.device)
+                warped = torch.rand(len(index), generator=self.generator, device=self.device) < self.config.elastic
+                images = torch.where(warped.view(-1, 1, 1), displace(images, fields), images)
             if self.config.stroke > 0:  # drawn only then, so runs without it keep their random stream
                 draw = torch.rand(len(index), generator=self.generator, device=self.device)
                 change = torch.where(draw < self.config.stroke / 2, 1, torch.where(draw < self.config.stroke, -1, 0))

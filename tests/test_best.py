@@ -53,6 +53,7 @@ RUN = '{"name": "a", "recipe": "default"}'
     ('{"runs": [{"name": "a", "epochs": "3"}]}', "epochs='3' should be of type int"),
     ('{"runs": [{"name": "a", "dropout": 1.5}]}', "invalid dropout=1.5"),
     ('{"runs": [{"name": "a", "stroke": 1.5}]}', "invalid stroke=1.5"),
+    ('{"runs": [{"name": "a", "elastic": -0.1}]}', "invalid elastic=-0.1"),
     ('{"runs": [{"name": "a", "redraw": -0.1}]}', "invalid redraw=-0.1"),
     ('{"runs": [{"name": "a", "arch": "vit"}]}', "invalid arch='vit'"),
     ('{"runs": [{"name": "../a"}]}', "'name' should be a folder name"),

@@ -92,17 +92,32 @@ def test_stroke_augmentation_thickens_about_half_and_thins_the_rest() -> None:
     assert 300 < kept < 500  # about half the images untouched
 
 
+def test_elastic_augmentation_bends_the_share_asked_for_and_keeps_the_ink() -> None:
+    images = read_train(SAMPLE).images[:400]
+    still = TrainConfig(batch_size=400, workers=0, aug_group=1, rotate=0, shift=0, scale=0, shear=0)
+    (plain,) = _batches(still, images, np.zeros(400, np.int64))
+    assert sorted(map(bytes, plain.numpy())) == sorted(map(bytes, images))  # elastic 0: no change
+    (bent,) = _batches(still.replace(elastic=1.0), images, np.zeros(400, np.int64))
+    assert not {bytes(img) for img in bent.numpy()} & {bytes(img) for img in images}  # every image bent
+    ink, after = images.astype(float).sum((1, 2)), bent.numpy().astype(float).sum((1, 2))
+    assert 0.8 < np.median(after) / np.median(ink) < 1.2  # bent, not blotted out or smeared over the image
+    (half,) = _batches(still.replace(elastic=0.5), images, np.zeros(400, np.int64))
+    kept = len({bytes(img) for img in half.numpy()} & {bytes(img) for img in images})
+    assert 140 < kept < 260  # about half the images untouched
+
+
 def test_a_hyperparameter_added_later_keeps_older_runs_fingerprints() -> None:
     import hashlib
 
     data = Digits(images=np.zeros((10, 28, 28), np.uint8), labels=np.arange(10) % 10, source="zeros")
-    # what the version before `stroke` and `redraw` hashed: the same fields less those
-    older = {k: v for k, v in TrainConfig().to_dict().items() if k not in RUN_SETTINGS and k not in ("stroke", "redraw")}
+    # what the version before `stroke`, `redraw` and `elastic` hashed: the same fields less those
+    later = ("stroke", "redraw", "elastic")
+    older = {k: v for k, v in TrainConfig().to_dict().items() if k not in RUN_SETTINGS and k not in later}
     digest = hashlib.sha1(data_digest(data).encode())
     digest.update(json.dumps(older, sort_keys=True).encode())
-    assert fingerprint(data, TrainConfig(stroke=0.0, redraw=0.0)) == digest.hexdigest()[:16]
-    assert fingerprint(data, TrainConfig(stroke=0.5)) != fingerprint(data, TrainConfig())
-    assert fingerprint(data, TrainConfig(redraw=0.5)) != fingerprint(data, TrainConfig())
+    assert fingerprint(data, TrainConfig(stroke=0.0, redraw=0.0, elastic=0.0)) == digest.hexdigest()[:16]
+    for name in later:
+        assert fingerprint(data, TrainConfig().replace(**{name: 0.5})) != fingerprint(data, TrainConfig()), name
 
 
 def test_epoch_hook_stops_training_and_best_weights_come_back() -> None:

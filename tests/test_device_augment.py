@@ -12,7 +12,7 @@ from conftest import SAMPLE
 
 from competition.config import TrainConfig
 from competition.data import Digits, read_train
-from competition.device_augment import DeviceBatches, affine_matrices, random_params, restroke, warp
+from competition.device_augment import DeviceBatches, affine_matrices, displace, elastic_fields, random_params, restroke, warp
 
 CPU = torch.device("cpu")
 
@@ -62,6 +62,47 @@ def test_restroke_gives_albumentations_image(digits: np.ndarray, operation: str,
     got = restroke(torch.from_numpy(images), torch.full((len(images),), change)).numpy()
     assert np.array_equal(got, expected) and not np.array_equal(got, images)
     assert np.array_equal(restroke(torch.from_numpy(images), torch.zeros(len(images), dtype=torch.int64)).numpy(), images)
+
+
+def test_displace_gives_opencv_remap_image(digits: np.ndarray) -> None:
+    import cv2
+
+    fields = elastic_fields(len(digits), torch.Generator().manual_seed(0), CPU)
+    ys, xs = np.mgrid[0:28, 0:28].astype(np.float32)
+    expected = np.stack([cv2.remap(image, xs + field[0], ys + field[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                   borderValue=0) for image, field in zip(digits, fields.numpy())]).astype(int)
+    got = displace(torch.from_numpy(digits), fields).numpy()
+    difference = np.abs(got.astype(int) - expected)
+    assert got.dtype == np.uint8 and difference.max() <= 2 and difference.mean() < 0.05  # interpolation rounding only
+    assert np.abs(got.astype(int) - digits).mean() > 1  # and the images did change
+    assert np.array_equal(displace(torch.from_numpy(digits), torch.zeros_like(fields)).numpy(), digits)
+
+
+def test_elastic_fields_are_smooth_and_as_large_as_albumentations() -> None:
+    from albumentations.augmentations.geometric.functional import generate_displacement_fields
+
+    from competition.augment import ELASTIC_ALPHA, ELASTIC_SIGMA
+
+    ours = elastic_fields(500, torch.Generator().manual_seed(0), CPU).numpy()
+    rng = np.random.default_rng(0)
+    theirs = np.stack([np.stack(generate_displacement_fields((28, 28), ELASTIC_ALPHA, ELASTIC_SIGMA, same_dxdy=False,
+                                                             kernel_size=(0, 0), random_generator=rng,
+                                                             noise_distribution="uniform")) for _ in range(500)])
+    assert ours.shape == theirs.shape == (500, 2, 28, 28)
+    assert 0.8 < ours.std() / theirs.std() < 1.25 and ours.std() > 0.5  # displacements of about a pixel or more
+    def roughness(fields: np.ndarray) -> float:  # how far neighbours move apart, per pixel of movement (white noise: > 1)
+        return float(np.abs(np.diff(fields, axis=-1)).mean() / np.abs(fields).mean())
+
+    assert roughness(ours) < 0.3 and 0.8 < roughness(ours) / roughness(theirs) < 1.25  # as smooth as albumentations'
+    assert roughness(2 * np.random.default_rng(1).random((500, 2, 28, 28)) - 1) > 1  # what the measure says of noise
+
+
+def test_device_batches_bend_the_share_asked_for(digits: np.ndarray) -> None:
+    still = TrainConfig(batch_size=40, rotate=0, shift=0, scale=0, shear=0)
+    for share, low, high in ((0.0, 0, 0), (1.0, 40, 40), (0.5, 10, 30)):
+        ((x, y),) = list(DeviceBatches(digits, np.arange(len(digits)), still.replace(elastic=share), CPU))
+        changed = sum(not np.array_equal(image, digits[row]) for image, row in zip(x.numpy(), y.numpy()))
+        assert low <= changed <= high, share
 
 
 def test_device_batches_restroke_the_share_asked_for(digits: np.ndarray) -> None:

@@ -52,8 +52,8 @@ def test_version_and_unknown_flags(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert done.value.code == 0 and capsys.readouterr().out.startswith("python -m competition ")
     with pytest.raises(SystemExit) as done:
-        main(["cv", "--elastic", "0.5"])  # removed with the other experiment-only options
-    assert done.value.code == 2 and "unrecognized arguments: --elastic" in capsys.readouterr().err
+        main(["cv", "--mixup", "0.5"])  # no such option
+    assert done.value.code == 2 and "unrecognized arguments: --mixup" in capsys.readouterr().err
 
 
 def test_early_stopping_keeps_the_best_weights_and_stops_after_patience() -> None:
