@@ -958,6 +958,7 @@ def bench_neighbour_variants(data: Path, out: Path, folds: int, *, splits: tuple
 
     variants = {"knn deskewed": ("deskewed", skewless, False), "knn deskewed, moved": ("deskewed", skewless, True),
                 "knn as they are": ("as they are", plain, False), "knn as they are, moved": ("as they are", plain, True)}
+    flat = skewless.flatten(1).numpy()  # the SVM's digits
     networks = [n for n in MAKE_BEST_FOUR if n != "reference"]
     report: dict[str, dict[str, object]] = {}
     for split in splits:
@@ -966,7 +967,6 @@ def bench_neighbour_variants(data: Path, out: Path, folds: int, *, splits: tuple
         probs["knn"] = load_run(work / "knn").probs
         started, seconds = time.perf_counter(), {}
         probs["svm"] = np.zeros((len(labels), 10), np.float32)
-        flat = skewless.flatten(1).numpy()
         for held in rows:
             learn = np.setdiff1d(np.arange(len(labels)), held)
             pca = PCA(40, random_state=0).fit(flat[learn])
@@ -975,9 +975,10 @@ def bench_neighbour_variants(data: Path, out: Path, folds: int, *, splits: tuple
         picks: dict[str, list[dict[str, object]]] = {}
         for name, (view, images, moved) in variants.items():
             started, probs[name], picks[name] = time.perf_counter(), np.zeros((len(labels), 10), np.float32), []
+            shifted = moves(images) if moved else None  # once for all folds: (9, 42000, 784) floats
             for held in rows:
                 probs[name][held], pick = neighbours_chosen({view: images.flatten(1)}, truth, np.setdiff1d(np.arange(len(labels)), held),
-                                                            held, shifted=moves(images) if moved else None)
+                                                            held, shifted=shifted)
                 picks[name].append(pick)
             seconds[name] = time.perf_counter() - started
             print(split, name, picks[name], flush=True)
