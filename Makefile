@@ -1,6 +1,6 @@
 # Entry points. Variables: DATA (train/test folder, zip or file; default data/, else the bundled sample),
 # RUN (models/$(RUN)), FOLDS, EPOCHS, RECIPE (default|seed|bncnn|resnet|poolres|drawn), PARAMS (a `tune` result for cv), TRIALS and JOBS
-# (for `make tune`), PLAN (a plan file for `make best`), SRC (for `make data`), ARGS (extra CLI flags). docs/cli.md lists them all.
+# (for `make tune`; JOBS also `make best`'s runs at once), PLAN (a plan file for `make best`), SRC (for `make data`), ARGS (extra CLI flags). docs/cli.md lists them all.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -63,7 +63,7 @@ endif
 
 # the plan's runs and their blend -> models/$(RUN)-best/ (sample or full data apart, as for cv), then the submission
 best: $(VENV)/.installed
-	$(PY) -m competition best $(data_flag) $(if $(PLAN),--plan $(PLAN)) --out models/$(RUN)-best $(if $(OUT),--submission $(OUT)) $(ARGS)
+	$(PY) -m competition best $(data_flag) $(if $(PLAN),--plan $(PLAN)) $(if $(JOBS),--jobs $(JOBS)) --out models/$(RUN)-best $(if $(OUT),--submission $(OUT)) $(ARGS)
 
 # RUNS="models/a models/b" NAME=ab: a blend of finished runs -> models/blends/$(NAME)
 blend: $(VENV)/.installed

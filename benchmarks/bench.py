@@ -53,8 +53,9 @@ python benchmarks/bench.py --data ../shared/data/digit-recognizer [--part PART] 
   unsure the demo's "unsure" mark: fold 1's model of each run (--runs, one fold split) reads sketchpad-like canvases
         of all its validation rows, of letters no digit resembles and of random scribbles; per threshold, the
         share of each marked unsure and the digits misread with and without the mark;
-  gpu   (a CUDA GPU only) the default `cv` with data and augmentation on the device, seeds 42-44, against the CPU
-        worker path on seed 42; `submit` of 28,000 rows; `tune` trials per hour;
+  best  `best` with a plan (--plan, default the shipped one) as a user runs it, on a GPU its runs side by side:
+        wall time, peak memory, each run's and the blend's OOF and time; then `submit` of 28,000 rows with the blend
+        (on a GPU, `--part cv` after it gives the default `cv` alone);
   demo  the draw-a-digit path: a K-fold run on the bundled sample (train rows 0..9,999), read back from
         sketchpad-like canvases of train rows 40,000..41,999 it never saw, per style, against the same digits
         as plain 28x28 images; server-side latency per drawing; 32 concurrent gradio_client users x 20 drawings
@@ -78,7 +79,7 @@ from contextlib import contextmanager
 from functools import partial
 from itertools import combinations
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -477,15 +478,20 @@ def bench_arch(data: Path, out: Path, folds: int, fold: int = 1, canvas_rows: in
             "equal_weight_blends": blends}
 
 
+def timed_best(data: Path, plan: Path, runs: Path, submission: Path, *flags: str) -> tuple[float, float, dict[str, Any]]:
+    """`best` with `plan` into `runs`: (wall seconds, peak RSS in GB, its blend.json)."""
+    wall, rss = timed([sys.executable, "-m", "competition", "best", "--data", str(data), "--plan", str(plan),
+                       "--out", str(runs), "--submission", str(submission), *flags])
+    return wall, rss, json.loads((runs / "blend" / "blend.json").read_text())
+
+
 def bench_plan(data: Path, out: Path, folds: int, *, plan: Path) -> dict[str, object]:
     """`best` with `plan` into OUT/arch, so that the folds `--part arch` trained there (runs of the same names) are
     reused; then each run's and the blend's OOF errors and log loss, in all and per fold. Fold times come from the
     checkpoints (the wall clock of a resumed `best` says nothing)."""
     from competition.blend import mix
 
-    wall, rss = timed([sys.executable, "-m", "competition", "best", "--data", str(data), "--plan", str(plan),
-                       "--out", str(out / "arch"), "--submission", str(out / "arch" / "submission.csv")])
-    blend = json.loads((out / "arch" / "blend" / "blend.json").read_text())
+    wall, rss, blend = timed_best(data, plan, out / "arch", out / "arch" / "submission.csv")
     train = read_train(data)
     labels = train.labels
     assert labels is not None
@@ -1084,28 +1090,25 @@ def bench_cv(data: Path, out: Path, folds: int) -> dict[str, object]:
     return {"cv_default": cv_run(data, out / "default", folds), "submit_28k": submit_28k(data, out / "default", out, folds)}
 
 
-def bench_gpu(data: Path, out: Path, folds: int) -> dict[str, object]:
-    """On a CUDA GPU: the default `cv` with data and augmentation on the device, seeds 42-44, against the CPU
-    worker path on seed 42 (paired); `submit` of 28,000 rows; `tune` trials in two minutes."""
-    import torch
-
-    if not torch.cuda.is_available():
-        sys.exit("bench: --part gpu needs a CUDA GPU")
-    device_runs = [cv_run(data, out / f"gpu-s{seed}", folds, "--seed", str(seed)) for seed in (42, 43, 44)]
-    worker_run = cv_run(data, out / "gpu-worker-s42", folds, "--seed", "42", "--data-on-device", "no")
-    start = time.perf_counter()
-    timed([sys.executable, "-m", "competition", "tune", "--data", str(data), "--trials", "1000", "--timeout", "120",
-           "--out", str(out / "gpu-tune")])
-    trials = json.loads((out / "gpu-tune" / "report.json").read_text())["trials_finished"]
-    return {"gpu": torch.cuda.get_device_name(), "cv_device_path": device_runs, "cv_worker_path_seed42": worker_run,
-            "submit_28k": submit_28k(data, out / "gpu-s42", out, folds),
-            "tune_trials_per_hour": trials * 3600 / (time.perf_counter() - start)}
+def bench_best(data: Path, out: Path, folds: int, plan: Path) -> dict[str, object]:
+    """`best` with the plan as a user runs it (on a GPU its runs side by side): wall time, peak memory, each run's OOF,
+    time and images/s, the blend's OOF; then `submit` of 28,000 rows with the blend."""
+    runs_dir = out / f"best-{plan.stem}"
+    wall, rss, blend = timed_best(data, plan, runs_dir, out / "best-submission.csv", "--force")
+    runs = {}
+    for run in sorted(path.parent for path in runs_dir.glob("*/cv_report.json")):
+        cv = json.loads((run / "cv_report.json").read_text())
+        runs[run.name] = {"oof_accuracy": cv["oof_accuracy"], "wall_seconds": cv["wall_seconds"],
+                          "folds": [{k: f[k] for k in ("fold", "val_acc", "epochs", "seconds", "images_per_s")}
+                                    for f in cv["folds"]]}
+    return {"plan": str(plan), "best": {"wall_seconds": wall, "peak_rss_gb": rss, "blend": blend, "runs": runs},
+            "submit_28k": submit_28k(data, runs_dir / "blend", out, len(Ensemble.load(runs_dir / "blend").members))}
 
 
 EVERY_TIME = ("cv", "tta", "step", "demo")
 # hours of training, a GPU or runs
 ON_DEMAND = ("arch", "plan", "folds", "misses", "weights", "subsets", "serve", "read", "unsure", "stroke", "smoothing",
-             "redraw", "deskew", "neighbours", "neighbour-settings", "neighbour-variants", "gpu")
+             "redraw", "deskew", "neighbours", "neighbour-settings", "neighbour-variants", "best")
 
 
 def main() -> None:
@@ -1116,7 +1119,7 @@ def main() -> None:
     parser.add_argument("--part", choices=["all", *EVERY_TIME, *ON_DEMAND], default="all",
                         help=f"what to measure (all: {', '.join(EVERY_TIME)})")
     parser.add_argument("--plan", type=Path, default=ROOT / "competition" / "best.json",
-                        help="the plan of --part plan (default: the shipped one)")
+                        help="the plan of --part plan and best (default: the shipped one)")
     parser.add_argument("--models", type=Path, help="the run or blend of --part serve (default: WORK/arch/blend)")
     parser.add_argument("--runs", type=Path, nargs="+", default=[],
                         help="the run folders of --part folds, misses, read, unsure, weights and subsets")
@@ -1136,13 +1139,13 @@ def main() -> None:
         "smoothing": partial(sample_pairs, flag="label-smoothing", values=(0.0, 0.1), seeds=(42, 43)),
         "redraw": bench_redraw, "deskew": bench_deskew, "neighbours": bench_neighbours,
         "neighbour-settings": bench_neighbour_settings, "neighbour-variants": bench_neighbour_variants,
-        "gpu": bench_gpu}
+        "best": partial(bench_best, plan=args.plan)}
     info = host()
     for part, bench in parts.items():
         if args.part == part or (args.part == "all" and part in EVERY_TIME):
             text = json.dumps({"host": info, "command": " ".join(sys.argv), **bench(args.data, args.work, args.folds)}, indent=2)
             last_run = args.runs[-1].name if args.runs else ""
-            name = {"plan": f"plan-{args.plan.stem.removeprefix('plan-')}",  # one result per plan, per compared run
+            name = {"plan": f"plan-{args.plan.stem.removeprefix('plan-')}", "best": f"best-{args.plan.stem.removeprefix('plan-')}".removesuffix("-best"),  # one result per plan, per compared run
                     "folds": f"folds-{last_run}", "misses": f"misses-{last_run}", "subsets": f"subsets-{last_run}",
                     "weights": "weights-" + "+".join(dict.fromkeys(run.name for run in args.runs)),
                     "unsure": f"unsure-{last_run}", "read": f"read-{last_run}",

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import RUN_SETTINGS, TrainConfig, resolve
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from .data import Digits
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +104,23 @@ def _pseudo_sources(sources: object, earlier: dict[str, TrainConfig], config: Tr
     return tuple(sources)
 
 
-def run_best(*, data: Path, plan: Plan, out: Path, submission: Path | None = None, force: bool = False) -> dict[str, Any]:
+def default_jobs(plan: Plan) -> int:
+    """Runs to train at once: on a CUDA GPU every run that takes no pseudo-labels (one run leaves the GPU mostly
+    idle); on a CPU one, as the cores are already shared by a run's training and its augmentation worker."""
+    import torch
+
+    return max(1, len(plan.runs) - len(plan.pseudo_sources)) if torch.cuda.is_available() else 1
+
+
+def run_best(*, data: Path, plan: Plan, out: Path, submission: Path | None = None, force: bool = False,
+             jobs: int = 1) -> dict[str, Any]:
     """Train each run of `plan` into OUT/NAME (finished folds are kept), blend them into OUT/blend, and write the
     submission for `data`'s test file (the default name as `submit` chooses it). Returns the blend's report, or the
-    run's when the plan has one run."""
+    run's when the plan has one run.
+
+    jobs: runs trained at once, each in its own process, when more than one run takes no pseudo-labels (runs that do
+    train after, one by one, once the runs they learn from are done). On a GPU one run leaves it mostly idle: the
+    host's Python, launching small kernels, sets the pace (docs/benchmarks.md, GPU data path)."""
     from .blend import blend_runs
     from .cv import data_digest, run_cv
     from .data import read_test, read_train
@@ -113,8 +130,12 @@ def run_best(*, data: Path, plan: Plan, out: Path, submission: Path | None = Non
     train = read_train(data)
     test = read_test(data)  # now: a missing test file should stop the plan before hours of training, not after
     started = time.perf_counter()
-    reports = []
+    apart = [name for name in plan.runs if name not in plan.pseudo_sources] if jobs > 1 else []
+    if len(apart) > 1:
+        train_apart(train=train, runs={name: plan.runs[name] for name in apart}, out=out, force=force, jobs=jobs)
     for number, (name, config) in enumerate(plan.runs.items(), start=1):
+        if len(apart) > 1 and name in apart:
+            continue
         log.info(f"best: run {number} of {len(plan.runs)}: {name} ({config.arch}, seed {config.seed}, {config.epochs} epochs)")
         pseudo = None
         if name in plan.pseudo_sources:
@@ -125,10 +146,10 @@ def run_best(*, data: Path, plan: Plan, out: Path, submission: Path | None = Non
                 blend_runs(runs=sources, out=labeller)
             config = config.replace(pseudo_label=str(labeller))
             pseudo = pseudo_labels(source=labeller, train=train, test=test, config=config, digest=data_digest(train))
-        reports.append(run_cv(data=train, out=out / name, config=config, force=force, pseudo=pseudo))
+        run_cv(data=train, out=out / name, config=config, force=force, pseudo=pseudo)
     runs = [out / name for name in plan.runs]
     if len(runs) == 1:
-        models, report = runs[0], reports[0]
+        models, report = runs[0], json.loads((runs[0] / "cv_report.json").read_text())
     else:
         models = out / BLEND
         report = blend_runs(runs=runs, out=models)
@@ -136,3 +157,62 @@ def run_best(*, data: Path, plan: Plan, out: Path, submission: Path | None = Non
     log.info(f"best: {len(runs)} run(s) of {plan.path.name} in {(time.perf_counter() - started) / 60:.1f} min; OOF "
              f"{report['oof_accuracy']:.4f}; models {models}")
     return report
+
+
+RUN_LOG = "train.log"  # a run's log in its folder when it trains in a process of its own
+
+
+def train_apart(*, train: Digits, runs: dict[str, TrainConfig], out: Path, force: bool, jobs: int) -> None:
+    """Train `runs` (none taking pseudo-labels) `jobs` at a time, each in a fresh process whose log and progress go to
+    OUT/NAME/train.log; a bar here counts the finished runs. Every run finishes (or fails) before the first failure
+    is raised, so the others' folds are kept."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm.auto import tqdm
+
+    workers = min(jobs, len(runs))
+    log.info(f"best: training {', '.join(runs)} {workers} at a time; each run's progress in {out}/NAME/{RUN_LOG}")
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    failures: list[BaseException] = []
+    # spawn, not fork: a forked child cannot use CUDA once the parent has touched it
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = {pool.submit(_train_run, train=train, out=out / name, config=config, force=force, threads=threads): name
+                   for name, config in runs.items()}
+        for future in tqdm(as_completed(futures), total=len(futures), desc="runs", unit="run", dynamic_ncols=True):
+            name = futures[future]
+            try:
+                report = future.result()
+            except Exception as exc:  # noqa: BLE001 - the others go on; the first failure is raised below
+                log.info(f"best: {name} failed: {exc} (its log: {out / name / RUN_LOG})")
+                failures.append(exc)
+                continue
+            log.info(f"best: {name} done: OOF {report['oof_accuracy']:.4f}, {report['wall_seconds'] / 60:.1f} min")
+    finally:  # after Ctrl-C too: runs not started yet do not start
+        pool.shutdown(cancel_futures=True)
+    if failures:
+        raise failures[0]
+
+
+def _train_run(*, train: Digits, out: Path, config: TrainConfig, force: bool, threads: int) -> dict[str, Any]:
+    """One run's `cv` in a process of `train_apart`'s pool, logging to OUT/train.log."""
+    import sys
+
+    import torch
+
+    from .cv import run_cv
+
+    torch.set_num_threads(threads)  # the host's cores shared out: on a CPU each run would take them all
+    out.mkdir(parents=True, exist_ok=True)
+    logger = logging.getLogger("competition")
+    saved = sys.stderr, logger.handlers
+    with open(out / RUN_LOG, "a") as stream:
+        sys.stderr = stream  # this run's log lines and progress bars (read when they write)
+        logger.handlers = [logging.StreamHandler(stream)]
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        try:
+            return run_cv(data=train, out=out, config=config, force=force)
+        finally:  # the process may train the next run
+            sys.stderr, logger.handlers = saved

@@ -172,10 +172,13 @@ def cmd_blend(args: argparse.Namespace) -> int:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    from .best import PLAN, read_plan, run_best
+    from .best import PLAN, default_jobs, read_plan, run_best
 
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError(f"--jobs should be at least 1, not {args.jobs}")
     plan = read_plan(args.plan or PLAN)
-    run_best(data=_data_path(args.data), plan=plan, out=args.out, submission=args.submission, force=args.force)
+    run_best(data=_data_path(args.data), plan=plan, out=args.out, submission=args.submission, force=args.force,
+             jobs=args.jobs or default_jobs(plan))
     return 0
 
 
@@ -308,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="folder for the runs (OUT/NAME) and their blend (OUT/blend) (default models/best)")
     best.add_argument("--submission", type=Path, metavar="FILE", help="the file to write (default: as submit chooses it)")
     best.add_argument("--force", action="store_true", help="retrain runs already in --out with other data or settings")
+    best.add_argument("--jobs", type=int, metavar="N", help="runs trained at once, each in its own process (default: "
+                      "all of them on a CUDA GPU, which one run leaves mostly idle; 1 on a CPU)")
     best.set_defaults(run=cmd_best)
 
     runs = sub.add_parser("runs", help="the finished runs and blends, best out-of-fold accuracy first")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from conftest import ROOT, SAMPLE
 
-from competition.best import PLAN, Plan, read_plan, run_best
+from competition.best import PLAN, RUN_LOG, Plan, default_jobs, read_plan, run_best
 from competition.checkpoint import load_checkpoint
 from competition.cli import main
 from competition.config import RECIPES
@@ -84,8 +86,9 @@ def test_a_missing_plan_or_test_file_stops_before_any_training(tmp_path: Path, c
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("jobs", [1, 2])
 def test_a_plan_of_two_architectures_and_a_pseudo_labelled_run_trains_blends_and_submits_then_resumes(
-        sample_head: Path, tmp_path: Path) -> None:
+        sample_head: Path, tmp_path: Path, jobs: int) -> None:
     tiny = '"folds": 2, "epochs": 1, "batch_size": 32'
     text = ('{"split_seed": 3, "runs": [{"name": "ref", "recipe": "reference", ' + tiny + '},'
             ' {"name": "bn", "recipe": "bncnn", "seed": 5, ' + tiny + '},'
@@ -94,8 +97,12 @@ def test_a_plan_of_two_architectures_and_a_pseudo_labelled_run_trains_blends_and
     plan = Plan(path=read.path, runs={name: config.replace(workers=0) for name, config in read.runs.items()},
                 pseudo_sources=read.pseudo_sources)
     out, submission = tmp_path / "models", tmp_path / "submission.csv"
-    report = run_best(data=sample_head, plan=plan, out=out, submission=submission)
+    report = run_best(data=sample_head, plan=plan, out=out, submission=submission, jobs=jobs)
     assert [Path(m["run"]).name for m in report["members"]] == ["ref", "bn", "pl"]
+    # with jobs 2, ref and bn train side by side, each in a process of its own logging to its folder; pl after them
+    for name in ("ref", "bn"):
+        assert ((out / name / RUN_LOG).exists() and "cv: OOF accuracy" in (out / name / RUN_LOG).read_text()) == (jobs > 1)
+    assert not (out / "pl" / RUN_LOG).exists()
     contest = report["cross_validated_errors"]  # the blend weighs as the weighting with fewer cross-validated errors
     assert report["method"].startswith("greedy" if contest["greedy"] < contest["equal"] else "equal")
     assert json.loads((out / "blend" / "blend.json").read_text())["split"]["split seed"] == 3
@@ -114,5 +121,32 @@ def test_a_plan_of_two_architectures_and_a_pseudo_labelled_run_trains_blends_and
     folds = sorted(out.glob("*/fold*.pt"))
     assert len(folds) == 6
     stamps = [path.stat().st_mtime_ns for path in folds]
-    run_best(data=sample_head, plan=plan, out=out, submission=submission)  # finished folds are kept, not retrained
+    run_best(data=sample_head, plan=plan, out=out, submission=submission, jobs=jobs)  # finished folds are kept
     assert [path.stat().st_mtime_ns for path in folds] == stamps
+
+
+def test_a_run_that_fails_beside_others_stops_best_after_they_finish(tiny_run: Path, sample_head: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    out, submission = tmp_path / "models", tmp_path / "submission.csv"
+    (out / "bn").mkdir(parents=True)
+    shutil.copy(tiny_run / "fold1.pt", out / "bn" / "fold1.pt")  # a fold of other settings where bn's first should go
+    plan = _plan(tmp_path, '{"runs": [{"name": "nn", "recipe": "knn", "folds": 2}, '
+                           '{"name": "bn", "recipe": "bncnn", "folds": 2, "epochs": 1}]}')
+    assert main(["best", "--plan", str(plan), "--data", str(sample_head), "--out", str(out), "--submission",
+                 str(submission), "--jobs", "2"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == f"error: {out / 'bn' / 'fold1.pt'} was trained on other data or settings; pass --force to retrain, or choose another --out"
+    assert (out / "nn" / "cv_report.json").exists()  # the run beside it finished
+    assert not (out / "blend").exists() and not submission.exists()
+
+
+def test_jobs_default_to_every_run_without_pseudo_labels_on_a_gpu_and_one_on_a_cpu(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = read_plan(_plan(tmp_path, '{"runs": [{"name": "a"}, {"name": "b", "recipe": "knn"}, '
+                                     '{"name": "c", "pseudo_label": ["a"], "pseudo_threshold": 0.5}]}'))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_jobs(plan) == 1
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_jobs(plan) == 2
+    assert main(["best", "--data", str(SAMPLE), "--jobs", "0", "--out", str(tmp_path / "models")]) == 1
+    assert capsys.readouterr().err.strip() == "error: --jobs should be at least 1, not 0"
