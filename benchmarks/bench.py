@@ -132,10 +132,13 @@ def host() -> dict[str, object]:
 
 
 def result_name(part: str, info: dict[str, object]) -> str:
-    """PART-HOST-torchVERSION.json, HOST a short slug of the GPU or CPU model and its bf16 support."""
+    """PART-HOST-torchVERSION.json, HOST a short slug of the GPU, or of the CPU model, its family and model numbers
+    (one model name covers CPU generations of several-fold different speed) and its bf16 support. Files written
+    before the numbers were added name the BF16 host (family 26, model 2) amd-epyc-bf16."""
     machine = str(info["gpu"] or info["cpu"])
     slug = re.sub(r"[^a-z0-9]+", "-", machine.lower()).strip("-")[:40]
     if not info["gpu"]:
+        slug += f"-f{info['cpu_family']}m{info['cpu_model']}" if info["cpu_family"] else ""
         slug += "-bf16" if "avx512_bf16" in info["isa"] else "-avx2"  # type: ignore[operator]
     return f"{part}-{slug}-torch{str(info['torch']).split('+')[0]}.json"
 
@@ -1145,7 +1148,8 @@ def main() -> None:
         if args.part == part or (args.part == "all" and part in EVERY_TIME):
             text = json.dumps({"host": info, "command": " ".join(sys.argv), **bench(args.data, args.work, args.folds)}, indent=2)
             last_run = args.runs[-1].name if args.runs else ""
-            name = {"plan": f"plan-{args.plan.stem.removeprefix('plan-')}", "best": f"best-{args.plan.stem.removeprefix('plan-')}".removesuffix("-best"),  # one result per plan, per compared run
+            plan = args.plan.stem.removeprefix("plan-")
+            name = {"plan": f"plan-{plan}", "best": f"best-{plan}".removesuffix("-best"),  # one per plan, per compared run
                     "folds": f"folds-{last_run}", "misses": f"misses-{last_run}", "subsets": f"subsets-{last_run}",
                     "weights": "weights-" + "+".join(dict.fromkeys(run.name for run in args.runs)),
                     "unsure": f"unsure-{last_run}", "read": f"read-{last_run}",
