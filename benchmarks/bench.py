@@ -1073,8 +1073,13 @@ def cv_run(data: Path, run: Path, folds: int, *flags: str) -> dict[str, object]:
     wall, rss = timed([sys.executable, "-m", "competition", "cv", "--data", str(data), "--out", str(run), "--folds",
                        str(folds), "--force", *flags])
     cv = json.loads((run / "cv_report.json").read_text())
-    return {"flags": list(flags), "wall_seconds": wall, "peak_rss_gb": rss, "oof_accuracy": cv["oof_accuracy"],
-            "fold_acc_mean": cv["fold_acc_mean"], "fold_acc_std": cv["fold_acc_std"],
+    return {"flags": list(flags), "wall_seconds": wall, "peak_rss_gb": rss, "fold_acc_mean": cv["fold_acc_mean"],
+            "fold_acc_std": cv["fold_acc_std"], **run_summary(cv)}
+
+
+def run_summary(cv: dict[str, Any]) -> dict[str, object]:
+    """A cv_report's OOF accuracy, and per fold its accuracy, epochs, time and throughput."""
+    return {"oof_accuracy": cv["oof_accuracy"],
             "folds": [{k: f[k] for k in ("fold", "val_acc", "epochs", "seconds", "images_per_s")} for f in cv["folds"]]}
 
 
@@ -1099,13 +1104,11 @@ def bench_best(data: Path, out: Path, folds: int, plan: Path) -> dict[str, objec
     runs_dir = out / f"best-{plan.stem}"
     wall, rss, blend = timed_best(data, plan, runs_dir, out / "best-submission.csv", "--force")
     runs = {}
-    for run in sorted(path.parent for path in runs_dir.glob("*/cv_report.json")):
-        cv = json.loads((run / "cv_report.json").read_text())
-        runs[run.name] = {"oof_accuracy": cv["oof_accuracy"], "wall_seconds": cv["wall_seconds"],
-                          "folds": [{k: f[k] for k in ("fold", "val_acc", "epochs", "seconds", "images_per_s")}
-                                    for f in cv["folds"]]}
+    for member in blend["members"]:
+        cv = json.loads((Path(member["run"]) / "cv_report.json").read_text())
+        runs[Path(member["run"]).name] = {"wall_seconds": cv["wall_seconds"], **run_summary(cv)}
     return {"plan": str(plan), "best": {"wall_seconds": wall, "peak_rss_gb": rss, "blend": blend, "runs": runs},
-            "submit_28k": submit_28k(data, runs_dir / "blend", out, len(Ensemble.load(runs_dir / "blend").members))}
+            "submit_28k": submit_28k(data, runs_dir / "blend", out, len(blend["members"]) * folds)}
 
 
 EVERY_TIME = ("cv", "tta", "step", "demo")

@@ -130,11 +130,13 @@ def run_best(*, data: Path, plan: Plan, out: Path, submission: Path | None = Non
     train = read_train(data)
     test = read_test(data)  # now: a missing test file should stop the plan before hours of training, not after
     started = time.perf_counter()
-    apart = [name for name in plan.runs if name not in plan.pseudo_sources] if jobs > 1 else []
-    if len(apart) > 1:
-        train_apart(train=train, runs={name: plan.runs[name] for name in apart}, out=out, force=force, jobs=jobs)
+    apart = {name: config for name, config in plan.runs.items() if name not in plan.pseudo_sources}
+    if jobs > 1 and len(apart) > 1:
+        train_apart(train=train, runs=apart, out=out, force=force, jobs=jobs)
+    else:
+        apart = {}
     for number, (name, config) in enumerate(plan.runs.items(), start=1):
-        if len(apart) > 1 and name in apart:
+        if name in apart:
             continue
         log.info(f"best: run {number} of {len(plan.runs)}: {name} ({config.arch}, seed {config.seed}, {config.epochs} epochs)")
         pseudo = None
